@@ -1,0 +1,135 @@
+"""The Hydra task: validate -> record -> instantiate -> run -> record.
+
+`launch.py` hands each job's composed config to `run_job`. Everything is built from `_target_`
+with `hydra.utils.instantiate`; engines come from the engine cache so the jobs of one multirun
+process share them. A failing job is recorded as failed and, in a sweep, the next job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from context_research.config import validate
+from context_research.records.run_record import RunRecord
+from context_research.serving import engine_cache
+from context_research.workloads.synthetic import workload_hash
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class JobFailed(RuntimeError):
+    """A single run failed; its record says why (raised only outside sweeps)."""
+
+
+def build_engines(cfg: DictConfig, scheduler: Any) -> tuple[dict[str, Any], float]:
+    """Start (or reuse) one engine per scheduler pool; return them and the seconds spent starting."""
+    wanted = {}
+    for pool, overrides in scheduler.pools().items():
+        serving = OmegaConf.merge(cfg.serving, overrides)
+        key = engine_cache.engine_key(OmegaConf.to_container(serving, resolve=True),
+                                      OmegaConf.to_container(cfg.model, resolve=True), pool)
+
+        def build(serving=serving):
+            return instantiate(serving, model=cfg.model, cache_dir=cfg.paths.cache_dir, _convert_="object")
+
+        wanted[key] = build
+    engines, start_s = engine_cache.acquire(wanted)
+    return dict(zip(scheduler.pools(), engines.values())), start_s
+
+
+def print_summary(name: str, summary: dict[str, Any]) -> None:
+    """The short table printed at the end of each job."""
+    rows = []
+    for metric in ("ttft", "tpot", "itl", "e2e", "queue_wait"):
+        if f"{metric}_p50_ms" in summary:
+            rows.append({"metric": f"{metric} (ms)", **{s: summary.get(f"{metric}_{s}_ms")
+                                                        for s in ("mean", "p50", "p90", "p95", "p99")}})
+    table = pd.DataFrame(rows).set_index("metric").round(3).to_string() if rows else "(no latency figures)"
+    extra = {k: summary[k] for k in ("n_requests", "n_errors", "req_s", "out_tok_s", "passed") if k in summary}
+    print(f"\n[{name}] {extra}\n{table}\n", flush=True)
+
+
+def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
+    """Build everything from the config, run the benchmark, write requests, timeseries and summary."""
+    scheduler = instantiate(cfg.scheduler)
+    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
+    collectors = {name: instantiate(node) for name, node in cfg.collectors.items()}
+    samples = benchmark.load("test")
+    if hasattr(samples, "requests"):
+        record.update(workload_hash=workload_hash(samples.requests))
+
+    engines, engine_start_s = build_engines(cfg, scheduler)
+    scheduler.bind(engines)
+    record.update(engine_key=",".join(e.engine_key for e in engines.values()),
+                  engines={pool: e.describe() for pool, e in engines.items()})
+
+    origin = time.perf_counter()
+    for collector in collectors.values():
+        if hasattr(collector, "set_origin"):
+            collector.set_origin(origin)
+        collector.start()
+
+    def observe(result, phase: str) -> None:
+        for collector in collectors.values():
+            if hasattr(collector, "observe"):
+                collector.observe(result, phase)
+
+    try:
+        outcome = benchmark.evaluate(scheduler, samples, observe)
+    finally:
+        for collector in collectors.values():
+            collector.stop()
+    measure_s = time.perf_counter() - origin
+
+    requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
+    if len(requests):
+        record.write_requests(requests)
+    summary: dict[str, Any] = {"name": cfg.name, "benchmark": benchmark.name, "scheduler": scheduler.name,
+                               "engine": cfg.serving.engine, "model": cfg.model.name,
+                               "engine_start_s": engine_start_s, "measure_s": measure_s}
+    for name, collector in collectors.items():
+        summary.update(collector.snapshot())
+        frame = collector.timeseries() if hasattr(collector, "timeseries") else None
+        if frame is not None:
+            record.write_timeseries(name, frame)
+    summary.update({k: v for k, v in outcome.items() if k != "checks"})
+    checks = outcome.get("checks", {})
+    summary["checks"] = checks
+    summary["passed"] = bool(summary.get("n_errors", 0) == 0 and all(checks.values()))
+    record.write_summary(summary)
+    return summary
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """One Hydra job: returns its summary; a failure is recorded (and raised outside sweeps)."""
+    validate(cfg)  # ConfigError before anything is built or recorded
+    hydra_cfg = HydraConfig.get()
+    record = RunRecord.create(hydra_cfg.runtime.output_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
+    try:
+        summary = measure(cfg, record)
+    except KeyboardInterrupt:
+        record.finish("interrupted", error="KeyboardInterrupt")
+        engine_cache.release_all()
+        raise
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        log.error("job failed: %s\n%s", message, traceback.format_exc())
+        record.finish("failed", error=message)
+        engine_cache.release_all()  # the next job gets a fresh engine
+        if hydra_cfg.mode == RunMode.RUN:
+            raise JobFailed(f"{message} (record: {record.job_dir})") from error
+        return {"status": "failed", "error": message}
+    record.finish("completed")
+    print_summary(cfg.name, summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Benchmarks: systems (latency, throughput, memory) and capability tasks, one BenchmarkTask each."""

@@ -1,0 +1,68 @@
+"""Latency benchmark: requests one at a time, warm-up first, then `repeats` x `num_prompts`
+measured requests, each with a distinct prompt (so no prefix cache hides the prefill)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from context_research.benchmarks.base import Observer
+from context_research.serving.backends.base import GenerationRequest
+from context_research.workloads.synthetic import synthetic_prompts, token_id_range
+
+
+@dataclass
+class LatencyWorkload:
+    warmup: list[GenerationRequest]
+    measured: list[GenerationRequest]
+
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        return self.warmup + self.measured
+
+
+class LatencyBenchmark:
+    def __init__(self, model: Any, workload: Any, warmup: int = 1, repeats: int = 1,
+                 check_reproducibility: bool = True, hardware: Any = None, name: str = "latency") -> None:
+        self.name = name
+        self.model = model
+        self.workload = workload
+        self.warmup = warmup
+        self.repeats = repeats
+        self.check_reproducibility = check_reproducibility
+        self.hardware = hardware
+
+    def load(self, split: str = "test") -> LatencyWorkload:
+        w = self.workload
+        measured_count = w.num_prompts * self.repeats
+        prompts = synthetic_prompts(self.warmup + measured_count, w.prompt_len,
+                                    token_id_range(self.model.config_json), w.seed)
+
+        def request(request_id: str, ids: list[int]) -> GenerationRequest:
+            return GenerationRequest(request_id=request_id, prompt_token_ids=ids, max_new_tokens=w.output_len,
+                                     seed=w.seed, metadata={"ignore_eos": True})
+
+        warmup = [request(f"warmup-{i}", prompts[i]) for i in range(self.warmup)]
+        measured = [request(f"r{i // w.num_prompts}-p{i % w.num_prompts}", prompts[self.warmup + i])
+                    for i in range(measured_count)]
+        return LatencyWorkload(warmup=warmup, measured=measured)
+
+    def evaluate(self, backend: Any, samples: LatencyWorkload, observe: Observer) -> dict[str, Any]:
+        for request in samples.warmup:
+            observe(backend.generate(request), "warmup")
+        first_tokens = None
+        short = 0
+        for request in tqdm(samples.measured, desc=f"{self.name} {self.workload.prompt_len} tok",
+                            unit="req", leave=False):
+            result = backend.generate(request)
+            observe(result, "measure")
+            short += result.completion_tokens != request.max_new_tokens
+            if first_tokens is None:
+                first_tokens = result.output_token_ids
+        checks: dict[str, Any] = {"full_outputs": short == 0}
+        if self.check_reproducibility and samples.measured:
+            again = backend.generate(samples.measured[0])
+            checks["reproducible"] = again.output_token_ids == first_tokens
+        return {"checks": checks}

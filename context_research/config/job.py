@@ -1,0 +1,48 @@
+"""The root schema: sweep keys at the top, one node per config group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from context_research.config.errors import require
+
+
+@dataclass
+class PathsConfig:
+    """Where records and generated files go (relative paths are taken from the launch directory)."""
+
+    output_dir: str = "outputs"
+    sweep_dir: str = "multirun"
+    cache_dir: str = ".cache/context_research"
+    data_dir: str = "data"
+
+
+@dataclass
+class JobConfig:
+    """One job. The top-level keys are the sweep axes, interpolated into the groups that use them:
+    `python launch.py -m experiment=e1 prompt_len=1024,4096` sweeps them as typed."""
+
+    name: str = "e0"
+    prompt_len: int = 64
+    output_len: int = 16
+    concurrency: int = 1
+    num_prompts: int = 4
+    repeats: int = 1
+    seed: int = 0
+    model: Any = MISSING
+    serving: Any = MISSING
+    scheduler: Any = MISSING
+    benchmark: Any = MISSING
+    collectors: Any = MISSING
+    paths: Any = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.prompt_len >= 1, "prompt_len", self.prompt_len, "an integer >= 1")
+        require(self.output_len >= 1, "output_len", self.output_len, "an integer >= 1")
+        require(self.concurrency >= 1, "concurrency", self.concurrency, "an integer >= 1")
+        require(self.num_prompts >= 1, "num_prompts", self.num_prompts, "an integer >= 1")
+        require(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")

@@ -1,0 +1,68 @@
+"""Model schema: the architecture (a verbatim `config.json`) and where weights come from."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from omegaconf import MISSING
+
+from context_research.config.errors import require, require_choice
+
+DTYPES = ("bfloat16", "float16", "float32")
+LOAD_FORMATS = ("auto", "dummy")
+REQUIRED_ARCHITECTURE_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+)
+
+
+@dataclass
+class ModelConfig:
+    """One model. `architecture` holds the real `config.json` fields of `hf_id`.
+
+    With `path` unset the model is built from `architecture` with seeded random weights
+    (transformers) or run weightless (`load_format: dummy`, vLLM); with `path` set, weights,
+    config and tokenizer load from that local directory. Nothing is downloaded.
+    """
+
+    name: str = MISSING
+    hf_id: str = MISSING
+    path: Optional[str] = None
+    tokenizer: Optional[str] = None
+    load_format: str = "auto"
+    dtype: str = "bfloat16"
+    max_model_len: int = MISSING
+    architecture: Dict[str, Any] = field(default_factory=dict)
+    # extra config.json fields applied on top of `architecture` by both engines (e.g. YaRN)
+    hf_overrides: Dict[str, Any] = field(default_factory=dict)
+    chat_template_kwargs: Dict[str, Any] = field(default_factory=lambda: {"enable_thinking": False})
+
+    def __post_init__(self) -> None:
+        require_choice("dtype", self.dtype, DTYPES)
+        require_choice("load_format", self.load_format, LOAD_FORMATS)
+        for key in ("path", "tokenizer"):
+            value = getattr(self, key)
+            require(value is None or os.path.isdir(value), key, value, "an existing local directory, or null")
+        missing = [k for k in REQUIRED_ARCHITECTURE_KEYS if k not in self.architecture]
+        require(not missing, "architecture", sorted(self.architecture), f"must define {', '.join(missing)}")
+        limit = self.max_positions
+        require(1 <= self.max_model_len <= limit, "max_model_len", self.max_model_len,
+                f"an integer from 1 to {limit} (the model's positions)")
+
+    @property
+    def config_json(self) -> Dict[str, Any]:
+        """The effective config.json: `architecture` with `hf_overrides` applied."""
+        return {**self.architecture, **self.hf_overrides}
+
+    @property
+    def max_positions(self) -> int:
+        """Longest sequence the architecture (with any rope scaling) supports."""
+        return int(self.config_json["max_position_embeddings"])

@@ -1,0 +1,33 @@
+"""Registers every schema in Hydra's ConfigStore under `schema/`.
+
+Each YAML option extends its schema with `- /schema/<name>@_here_`, so Hydra checks types at
+composition time, and `validation.validate` runs the range and cross-field rules.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from context_research.config.benchmark import LatencyBenchmarkConfig
+from context_research.config.collectors import CollectorsConfig
+from context_research.config.job import JobConfig, PathsConfig
+from context_research.config.model import ModelConfig
+from context_research.config.scheduler import AggregatedSchedulerConfig
+from context_research.config.serving import HFServingConfig
+
+SCHEMAS = {
+    "job": JobConfig,
+    "model": ModelConfig,
+    "serving_hf": HFServingConfig,
+    "scheduler_aggregated": AggregatedSchedulerConfig,
+    "benchmark_latency": LatencyBenchmarkConfig,
+    "collectors": CollectorsConfig,
+    "paths": PathsConfig,
+}
+
+
+def register_schemas() -> None:
+    """Put every schema into the ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    for name, node in SCHEMAS.items():
+        store.store(group="schema", name=name, node=node)

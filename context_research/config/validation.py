@@ -1,0 +1,97 @@
+"""Validation in one place: types (the schemas), ranges (each schema's __post_init__) and the
+cross-field rules below. Every failure is one `ConfigError` line naming the key and what is
+allowed, raised before any engine is built."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from context_research.config.errors import ConfigError, require
+from context_research.config.job import JobConfig
+
+GROUPS = ("model", "serving", "scheduler", "benchmark", "collectors", "paths")
+ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
+
+
+def _typed(node: DictConfig, prefix: str) -> Any:
+    """Convert a node to its schema objects (running their range checks), prefixing errors."""
+    try:
+        return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
+    except ConfigError as error:
+        raise error.under(prefix) from None
+    except OmegaConfBaseException as error:
+        raise omegaconf_error(error, prefix) from None
+
+
+def omegaconf_error(error: OmegaConfBaseException, prefix: str = "") -> ConfigError:
+    """One-line ConfigError from an OmegaConf error (which spans several lines)."""
+    key = getattr(error, "full_key", None) or prefix or "config"
+    if prefix and not key.startswith(prefix):
+        key = f"{prefix}.{key}"
+    message = str(error).splitlines()[0].strip() if str(error) else type(error).__name__
+    return ConfigError(key, None, message)
+
+
+def _check_lengths(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    workload = getattr(typed["benchmark"], "workload", None)
+    if workload is None:
+        return
+    limit = typed["model"].max_model_len
+    total = workload.prompt_len + workload.output_len
+    require(total <= limit, "prompt_len", workload.prompt_len,
+            f"prompt_len + output_len ({total}) must be <= model.max_model_len ({limit})")
+
+
+def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    scheduler = typed["scheduler"]
+    require(hasattr(scheduler, "name"), "scheduler", cfg.scheduler, "a scheduler config with a name")
+
+
+CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
+    _check_lengths,
+    _check_scheduler_pools,
+]
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check a composed job config; return the typed schema object of each group."""
+    root = {key: cfg[key] for key in ROOT_KEYS if key in cfg}
+    JobConfig(**root)
+    typed = {group: _typed(cfg[group], group) for group in GROUPS}
+    for rule in CROSS_FIELD_RULES:
+        rule(cfg, typed)
+    return typed
+
+
+def validate_all(configs: Iterable[tuple[str, Callable[[], DictConfig]]]) -> list[str]:
+    """Validate several jobs; return one line per bad job (`label: error`)."""
+    problems = []
+    for label, compose in configs:
+        try:
+            validate(compose())
+        except ConfigError as error:
+            problems.append(f"{label}: {error}" if label else str(error))
+        except Exception as error:  # a composition error from Hydra for this sweep point
+            problems.append(f"{label}: {one_line(error)}" if label else one_line(error))
+    return problems
+
+
+def one_line(error: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line: the override and what is allowed."""
+    if isinstance(error, ConfigError):
+        return str(error)
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Available options" in text:
+        head = lines[0].replace("In 'config': ", "")
+        options = [line for line in lines[2:] if not line.startswith("Available")]
+        return f"{head}; allowed: {', '.join(options)}"
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        detail = str(cause).splitlines()[0].strip()
+        head = lines[0].replace("Error merging override ", "")
+        return f"{head}: {detail}"
+    return lines[0] if lines else type(error).__name__

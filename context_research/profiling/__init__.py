@@ -1,0 +1,1 @@
+"""Collectors (latency, GPU, KV transfer) and the roofline floors measurements are judged by."""

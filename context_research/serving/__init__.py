@@ -1,0 +1,1 @@
+"""Serving: engines (backends) and the schedulers that route requests over their pools."""

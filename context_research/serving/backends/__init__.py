@@ -1,0 +1,1 @@
+"""Engines behind the ServingBackend protocol; each is imported only when instantiated."""

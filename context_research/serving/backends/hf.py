@@ -1,0 +1,177 @@
+"""transformers engine: real forward passes with an explicit KV cache, greedy or sampled decoding.
+
+One request at a time per `generate` call: prefill the prompt into a `DynamicCache`, then one
+forward pass per output token. Each token's arrival is stamped with `time.perf_counter()` after
+the token is on the host (the `.item()` synchronises CUDA), so TTFT/TPOT/ITL are real.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from context_research.serving.backends.base import GenerationRequest, GenerationResult
+
+
+@dataclass
+class PrefillState:
+    """A prompt's KV cache and first token, as handed from prefill to decode."""
+
+    cache: Any
+    next_token: Any  # 1x1 tensor on the engine's device
+    prompt_tokens: int
+
+
+class HFBackend:
+    """Engine `hf`. Built from the model config (seeded random weights) or `model.path`."""
+
+    def __init__(self, model: Any, cache_dir: str = ".cache/context_research", device: str = "auto",
+                 dtype: str = "auto", attn_implementation: str = "sdpa", max_batch_size: int = 16,
+                 seed: int = 0, engine: str = "hf") -> None:
+        self.model_config = model
+        self.cache_dir = cache_dir
+        self.device_name = device
+        self.dtype_name = dtype
+        self.attn_implementation = attn_implementation
+        self.max_batch_size = max_batch_size
+        self.seed = seed
+        self.engine = engine
+        self.engine_key = ""
+        self.model = None
+        self.tokenizer = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        import torch
+
+        from context_research.serving.model_source import build_hf_model, load_tokenizer
+
+        if self.device_name == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(self.device_name)
+        if self.dtype_name == "auto":
+            name = self.model_config.dtype if self.device.type == "cuda" else "float32"
+        else:
+            name = self.dtype_name
+        self.dtype = getattr(torch, name)
+        self.model = build_hf_model(self.model_config, self.cache_dir, str(self.device), self.dtype,
+                                    self.seed, self.attn_implementation)
+        self.tokenizer = load_tokenizer(self.model_config)
+        # transformers 5.17 calls the cache `past_key_values`; later 5.x releases call it `cache`
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_keyword = "cache" if "cache" in params else "past_key_values"
+        eos = self.model_config.config_json.get("eos_token_id")
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def stop(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def warmup(self) -> None:
+        """One short request, so kernels and allocator pools are ready before measuring."""
+        self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[5] * 8,
+                                        max_new_tokens=2, metadata={"ignore_eos": True}))
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "attn_implementation": self.attn_implementation, "cache_keyword": self._cache_keyword}
+
+    # requests --------------------------------------------------------------------------------
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """Token ids of the prompt: as given, or the chat-templated text (thinking off)."""
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
+        if self.tokenizer is None:
+            raise ValueError("a text prompt needs a tokenizer: set model.tokenizer or model.path")
+        if getattr(self.tokenizer, "chat_template", None):
+            return list(self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": request.prompt}], tokenize=True, add_generation_prompt=True,
+                **dict(self.model_config.chat_template_kwargs)))
+        return list(self.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+
+    def _forward(self, input_ids, cache):
+        return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
+                          **{self._cache_keyword: cache})
+
+    def _pick(self, logits, request: GenerationRequest, generator):
+        import torch
+
+        if request.temperature <= 0:
+            return logits[:, -1].argmax(dim=-1, keepdim=True)
+        probs = torch.softmax(logits[:, -1].float() / request.temperature, dim=-1)
+        if request.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            keep = sorted_probs.cumsum(dim=-1) - sorted_probs < request.top_p
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
+        return torch.multinomial(probs, 1, generator=generator)
+
+    def _generator(self, request: GenerationRequest):
+        import torch
+
+        if request.temperature <= 0:
+            return None
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(request.seed if request.seed is not None else self.seed)
+        return generator
+
+    def prefill_state(self, request: GenerationRequest, ids: list[int]) -> tuple[PrefillState, float]:
+        """Run the prompt; return its KV cache and first token, and the first token's time."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            input_ids = torch.tensor([ids], device=self.device)
+            logits = self._forward(input_ids, cache).logits
+            token = self._pick(logits, request, self._generator(request))
+            token.cpu()  # synchronise: the token is on the host now
+        return PrefillState(cache=cache, next_token=token, prompt_tokens=len(ids)), time.perf_counter()
+
+    def decode_from(self, request: GenerationRequest, state: PrefillState, first_time: float,
+                    dispatch_time: float) -> GenerationResult:
+        """Continue greedy/sampled decoding from a prefill state (local or handed over)."""
+        import torch
+
+        generator = self._generator(request)
+        ignore_eos = bool(request.metadata.get("ignore_eos", False))
+        token = state.next_token.to(self.device)
+        tokens = [int(token.item())]
+        times = [first_time]
+        with torch.inference_mode():
+            while len(tokens) < request.max_new_tokens and (ignore_eos or tokens[-1] not in self._eos_ids):
+                logits = self._forward(token, state.cache).logits
+                token = self._pick(logits, request, generator)
+                tokens.append(int(token.item()))
+                times.append(time.perf_counter())
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True) if self.tokenizer else ""
+        return GenerationResult(
+            request_id=request.request_id, text=text, prompt_tokens=state.prompt_tokens,
+            completion_tokens=len(tokens), output_token_ids=tokens, dispatch_time=dispatch_time,
+            first_token_time=times[0], last_token_time=times[-1], token_times=times,
+            arrival_time=request.arrival_time, metadata={})
+
+    def prefill(self, request: GenerationRequest) -> GenerationResult:
+        """Prompt only: the first token, with the KV cache in `metadata['prefill_state']`."""
+        dispatch = time.perf_counter()
+        state, first = self.prefill_state(request, self.prompt_ids(request))
+        token = int(state.next_token.item())
+        return GenerationResult(
+            request_id=request.request_id, text="", prompt_tokens=state.prompt_tokens, completion_tokens=1,
+            output_token_ids=[token], dispatch_time=dispatch, first_token_time=first, last_token_time=first,
+            token_times=[first], arrival_time=request.arrival_time, metadata={"prefill_state": state})
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        ids = self.prompt_ids(request)
+        dispatch = time.perf_counter()
+        state, first = self.prefill_state(request, ids)
+        return self.decode_from(request, state, first, dispatch)

@@ -1,0 +1,76 @@
+"""Engines shared by the jobs of one multirun process, keyed by their configuration.
+
+A prompt-length sweep starts its engine once. A job that needs engines with other keys stops
+the old ones first (freeing their GPU memory) and starts its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from context_research.serving.backends.base import ServingBackend
+
+log = logging.getLogger(__name__)
+_ENGINES: dict[str, ServingBackend] = {}
+
+
+def engine_key(*parts: Any) -> str:
+    """Stable key of an engine configuration (serving + model + pool settings)."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def acquire(wanted: dict[str, Callable[[], ServingBackend]]) -> tuple[dict[str, ServingBackend], float]:
+    """Return started engines for the `wanted` keys and the seconds spent starting new ones.
+
+    Engines with other keys are stopped first, so two configurations never share the GPU.
+    """
+    for key in [k for k in _ENGINES if k not in wanted]:
+        release(key)
+    started_s = 0.0
+    for key, build in wanted.items():
+        if key not in _ENGINES:
+            t0 = time.perf_counter()
+            engine = build()
+            engine.engine_key = key
+            engine.start()
+            engine.warmup()
+            started_s += time.perf_counter() - t0
+            _ENGINES[key] = engine
+            log.info("engine %s started in %.1f s", key, time.perf_counter() - t0)
+    return {key: _ENGINES[key] for key in wanted}, started_s
+
+
+def release(key: str) -> None:
+    """Stop one cached engine and free its memory."""
+    engine = _ENGINES.pop(key, None)
+    if engine is None:
+        return
+    try:
+        engine.stop()
+    finally:
+        del engine
+        gc.collect()
+        _empty_cuda_cache()
+
+
+def release_all() -> None:
+    for key in list(_ENGINES):
+        release(key)
+
+
+def cached_keys() -> list[str]:
+    return list(_ENGINES)
+
+
+def _empty_cuda_cache() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")  # only if an engine already imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

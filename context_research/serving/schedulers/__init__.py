@@ -1,0 +1,1 @@
+"""Schedulers route each request's prefill and decode over engine pools."""

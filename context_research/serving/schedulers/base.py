@@ -1,0 +1,28 @@
+"""The Scheduler interface: which pool runs a request's prefill and which its decode."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from context_research.serving.backends.base import GenerationRequest, GenerationResult, ServingBackend
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    name: str
+
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """Pool name -> engine-argument overrides for that pool's engine."""
+        ...
+
+    def bind(self, engines: dict[str, ServingBackend]) -> None:
+        """Attach the started engine of each pool."""
+        ...
+
+    def route_prefill(self, request: GenerationRequest) -> str: ...
+
+    def route_decode(self, request_id: str) -> str: ...
+
+    def route_log(self) -> list[dict[str, Any]]: ...
+
+    def generate(self, request: GenerationRequest) -> GenerationResult: ...

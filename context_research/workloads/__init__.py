@@ -1,0 +1,1 @@
+"""Workloads: synthetic prompts of exact token lengths (and, later, arrival processes)."""

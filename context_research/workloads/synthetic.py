@@ -1,0 +1,41 @@
+"""Synthetic prompts: seeded token ids of an exact length, so a prompt of 4096 tokens is 4096
+tokens for every engine (no tokenizer round trip). Same seed, same ids."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import numpy as np
+
+from context_research.serving.backends.base import GenerationRequest
+
+SPECIAL_ID_FLOOR = 1000  # ids at or above this that a config names are specials at the top of the vocab
+
+
+def token_id_range(architecture: dict[str, Any]) -> tuple[int, int]:
+    """[low, high) of ordinary token ids: below the special ids a config names near the top of the
+    vocabulary, above the small special ids (bos/eos/pad) some tokenizers put at the bottom."""
+    specials = []
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = architecture.get(key)
+        specials.extend(value if isinstance(value, list) else [value] if value is not None else [])
+    high = min([int(architecture["vocab_size"])] + [s for s in specials if s >= SPECIAL_ID_FLOOR])
+    low = max([0] + [s + 1 for s in specials if s < SPECIAL_ID_FLOOR])
+    return low, high
+
+
+def synthetic_prompts(count: int, prompt_len: int, id_range: tuple[int, int], seed: int) -> list[list[int]]:
+    """`count` distinct prompts of exactly `prompt_len` token ids drawn uniformly from `id_range`."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(id_range[0], id_range[1], size=(count, prompt_len), dtype=np.int64)
+    return ids.tolist()
+
+
+def workload_hash(requests: Iterable[GenerationRequest]) -> str:
+    """sha256 over every request's prompt (ids or text) and output budget, in order."""
+    digest = hashlib.sha256()
+    for request in requests:
+        prompt = request.prompt_token_ids if request.prompt_token_ids is not None else request.prompt
+        digest.update(repr((request.request_id, prompt, request.max_new_tokens)).encode())
+    return digest.hexdigest()

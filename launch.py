@@ -1,0 +1,30 @@
+"""Entry point: `python launch.py [-m] [key=value ...]`.
+
+Thin by design: Hydra composes the config from conf/, `context_research.app.run_job` does the
+work. Composing (`--cfg job`, `--help`) imports neither torch nor vLLM. Bad input is reported as
+one line per problem (`error: key=value: what is allowed`) with exit code 2.
+"""
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import context_research.config  # registers the schemas in Hydra's ConfigStore
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from context_research.app import run_job
+
+    run_job(cfg)
+
+
+if __name__ == "__main__":
+    # let errors reach the handler below instead of Hydra's multi-line report
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    from context_research.cli_errors import exit_on_user_error
+
+    with exit_on_user_error():
+        main()
