@@ -62,7 +62,12 @@ class GenerationResult:
 
 @runtime_checkable
 class ServingBackend(Protocol):
-    """An engine: started once, reused across the jobs that share its configuration."""
+    """An engine: started once, reused across the jobs that share its configuration.
+
+    Besides the blocking `generate`, engines serve load through `generate_async` (streamed,
+    many requests in flight; awaited on the process-wide loop of `serving.event_loop`) and
+    `generate_batch` (an offline batch submitted all at once).
+    """
 
     engine_key: str
 
@@ -75,5 +80,9 @@ class ServingBackend(Protocol):
     def prefill(self, request: GenerationRequest) -> GenerationResult: ...
 
     def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult: ...
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]: ...
 
     def describe(self) -> dict[str, Any]: ...
