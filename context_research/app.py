@@ -48,6 +48,26 @@ def build_engines(cfg: DictConfig, scheduler: Any) -> tuple[dict[str, Any], floa
     return dict(zip(scheduler.pools(), engines.values())), start_s
 
 
+def engine_step_summary(record: RunRecord, engines: dict[str, Any], steps_before: dict[str, int]) -> dict[str, Any]:
+    """Per-step engine samples taken during this job (vLLM's stat logger), written to
+    timeseries/engine.parquet; summarised as peak KV usage, peak queue and preemptions."""
+    frames = [pd.DataFrame(e.step_log()[steps_before[pool]:]).assign(pool=pool)
+              for pool, e in engines.items() if pool in steps_before]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return {}
+    steps = pd.concat(frames, ignore_index=True)
+    record.write_timeseries("engine", steps)
+    figures: dict[str, Any] = {"engine_steps": int(len(steps))}
+    for column, key in (("kv_cache_usage", "kv_cache_usage_peak"), ("num_running", "num_running_peak"),
+                        ("num_waiting", "num_waiting_peak")):
+        if column in steps:
+            figures[key] = float(steps[column].max())
+    if "num_preempted" in steps:
+        figures["num_preemptions"] = int(steps["num_preempted"].sum())
+    return figures
+
+
 def print_summary(name: str, summary: dict[str, Any]) -> None:
     """The short table printed at the end of each job."""
     rows = []
@@ -74,6 +94,7 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     record.update(engine_key=",".join(e.engine_key for e in engines.values()),
                   engines={pool: e.describe() for pool, e in engines.items()})
 
+    steps_before = {pool: len(e.step_log()) for pool, e in engines.items() if hasattr(e, "step_log")}
     origin = time.perf_counter()
     for collector in collectors.values():
         if hasattr(collector, "set_origin"):
@@ -104,6 +125,10 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
         if frame is not None:
             record.write_timeseries(name, frame)
     summary.update({k: v for k, v in outcome.items() if k != "checks"})
+    for metric in ("ttft", "tpot"):
+        if summary.get(f"{metric}_floor_ms") and f"{metric}_p50_ms" in summary:
+            summary[f"{metric}_over_floor"] = summary[f"{metric}_p50_ms"] / summary[f"{metric}_floor_ms"]
+    summary.update(engine_step_summary(record, engines, steps_before))
     checks = outcome.get("checks", {})
     summary["checks"] = checks
     summary["passed"] = bool(summary.get("n_errors", 0) == 0 and all(checks.values()))

@@ -9,21 +9,25 @@ from typing import Iterator
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from context_research.config.errors import ConfigError, InvalidSweep
+from context_research.config.errors import ConfigError
 from context_research.config.validation import one_line
+
+USER_ERROR = 2
+
+
+def exit_with_errors(problems: list[str]) -> None:
+    """Print one `error:` line per problem and exit 2 (SystemExit passes through Hydra)."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    sys.exit(USER_ERROR)
 
 
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     try:
         yield
-    except InvalidSweep as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_errors([one_line(error)])
     except Exception as error:
         from context_research.app import JobFailed
 

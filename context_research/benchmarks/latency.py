@@ -9,6 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from context_research.benchmarks.base import Observer
+from context_research.profiling.roofline import floors
 from context_research.serving.backends.base import GenerationRequest
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range
 
@@ -65,4 +66,10 @@ class LatencyBenchmark:
         if self.check_reproducibility and samples.measured:
             again = backend.generate(samples.measured[0])
             checks["reproducible"] = again.output_token_ids == first_tokens
-        return {"checks": checks}
+        outcome: dict[str, Any] = {"checks": checks}
+        if self.hardware is not None:
+            outcome.update(floors(self.model.config_json, self.model.dtype, self.workload.prompt_len,
+                                  self.workload.output_len, self.hardware.hbm_bytes_per_s,
+                                  self.hardware.matmul_flops_per_s))
+            outcome["roofline_hardware"] = self.hardware.name
+        return outcome

@@ -30,10 +30,3 @@ def require_choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -
     """Raise unless `value` is one of `choices`."""
     require(value in choices, key, value, "allowed: " + ", ".join(map(str, choices)))
 
-
-class InvalidSweep(ValueError):
-    """One or more sweep points failed validation; `problems` holds one line per bad job."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
 from context_research.config.errors import require, require_choice
 
@@ -27,3 +28,43 @@ class HFServingConfig:
         require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
         require_choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
         require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "an integer >= 1")
+
+
+@dataclass
+class VLLMServingConfig:
+    """vLLM 0.26 V1 engine, in process. `interface: async` serves through AsyncLLM (streamed
+    outputs: TTFT and ITL as the client sees them, many requests in flight); `offline` through
+    LLM (batches). Null engine arguments keep vLLM's own defaults."""
+
+    _target_: str = "context_research.serving.backends.vllm.VLLMBackend"
+    engine: str = "vllm"
+    interface: str = "async"
+    strict: bool = True
+    max_model_len: Optional[int] = None  # null = model.max_model_len
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"  # auto = model.dtype
+    enforce_eager: bool = False
+    enable_chunked_prefill: Optional[bool] = None
+    max_num_batched_tokens: Optional[int] = None
+    max_num_seqs: Optional[int] = None
+    kv_cache_dtype: str = "auto"
+    enable_prefix_caching: Optional[bool] = None
+    tensor_parallel_size: int = 1
+    seed: int = 0
+    # config.json fields vLLM applies on top of the model's (merged over model.hf_overrides)
+    hf_overrides: Dict[str, Any] = field(default_factory=dict)
+    # any other EngineArgs field, passed through verbatim (e.g. compilation_config)
+    extra_engine_args: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_choice("interface", self.interface, ("async", "offline"))
+        require(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization", self.gpu_memory_utilization,
+                "a fraction in (0, 1]")
+        require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
+        require_choice("kv_cache_dtype", self.kv_cache_dtype, ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"))
+        require(self.max_model_len is None or self.max_model_len >= 1, "max_model_len", self.max_model_len,
+                "null or an integer >= 1")
+        for key in ("max_num_batched_tokens", "max_num_seqs"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, key, value, "null or an integer >= 1")
+        require(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "an integer >= 1")

@@ -13,12 +13,13 @@ from context_research.config.collectors import CollectorsConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
 from context_research.config.scheduler import AggregatedSchedulerConfig
-from context_research.config.serving import HFServingConfig
+from context_research.config.serving import HFServingConfig, VLLMServingConfig
 
 SCHEMAS = {
     "job": JobConfig,
     "model": ModelConfig,
     "serving_hf": HFServingConfig,
+    "serving_vllm": VLLMServingConfig,
     "scheduler_aggregated": AggregatedSchedulerConfig,
     "benchmark_latency": LatencyBenchmarkConfig,
     "collectors": CollectorsConfig,

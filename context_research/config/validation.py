@@ -4,6 +4,8 @@ allowed, raised before any engine is built."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any, Callable, Iterable
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,14 +37,31 @@ def omegaconf_error(error: OmegaConfBaseException, prefix: str = "") -> ConfigEr
     return ConfigError(key, None, message)
 
 
+def max_model_len(typed: dict[str, Any]) -> tuple[int, str]:
+    """The context limit in force and the key that sets it (the engine's, else the model's)."""
+    engine_limit = getattr(typed["serving"], "max_model_len", None)
+    if engine_limit:
+        return engine_limit, "serving.max_model_len"
+    return typed["model"].max_model_len, "model.max_model_len"
+
+
 def _check_lengths(cfg: DictConfig, typed: dict[str, Any]) -> None:
     workload = getattr(typed["benchmark"], "workload", None)
     if workload is None:
         return
-    limit = typed["model"].max_model_len
+    limit, key = max_model_len(typed)
+    require(limit <= typed["model"].max_positions, key, limit,
+            f"at most the model's {typed['model'].max_positions} positions")
     total = workload.prompt_len + workload.output_len
     require(total <= limit, "prompt_len", workload.prompt_len,
-            f"prompt_len + output_len ({total}) must be <= model.max_model_len ({limit})")
+            f"prompt_len + output_len ({total}) must be <= {key} ({limit})")
+
+
+def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    model = typed["model"]
+    if typed["serving"].engine == "vllm" and model.path is None:
+        require(model.load_format == "dummy", "model.load_format", model.load_format,
+                "dummy when model.path is null (vLLM has no weights to load; set model.path for real ones)")
 
 
 def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
@@ -52,6 +71,7 @@ def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
 
 CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
+    _check_weights,
     _check_scheduler_pools,
 ]
 
@@ -73,9 +93,9 @@ def validate_all(configs: Iterable[tuple[str, Callable[[], DictConfig]]]) -> lis
         try:
             validate(compose())
         except ConfigError as error:
-            problems.append(f"{label}: {error}" if label else str(error))
+            problems.append(f"{error} (sweep point: {label})" if label else str(error))
         except Exception as error:  # a composition error from Hydra for this sweep point
-            problems.append(f"{label}: {one_line(error)}" if label else one_line(error))
+            problems.append(f"{one_line(error)} (sweep point: {label})" if label else one_line(error))
     return problems
 
 
@@ -85,13 +105,14 @@ def one_line(error: BaseException) -> str:
         return str(error)
     text = str(error).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "Available options" in text:
-        head = lines[0].replace("In 'config': ", "")
-        options = [line for line in lines[2:] if not line.startswith("Available")]
-        return f"{head}; allowed: {', '.join(options)}"
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
+    if missing and "Available options" in text:
+        listing = text.split("Available options", 1)[1].splitlines()[1:]
+        options = [line.strip() for line in itertools.takewhile(lambda line: line.startswith("\t"), listing)]
+        return f"{missing.group(1)}={missing.group(2)}: no such option; allowed: {', '.join(options)}"
     cause = error.__cause__
     if isinstance(cause, OmegaConfBaseException):
         detail = str(cause).splitlines()[0].strip()
-        head = lines[0].replace("Error merging override ", "")
+        head = lines[0].replace("Error merging override ", "").rstrip(".")
         return f"{head}: {detail}"
     return lines[0] if lines else type(error).__name__

@@ -1,5 +1,5 @@
-"""Hydra callback for sweeps: every sweep point is validated before the first job starts, and
-the multirun ends with a table of its jobs and a non-zero exit if any failed."""
+"""Hydra callback: a single run is validated before it starts, every sweep point before the
+first job of a sweep starts, and a multirun ends with a table of its jobs and a non-zero exit if any failed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from context_research.config.errors import InvalidSweep
-from context_research.config.validation import validate_all
+from context_research.cli_errors import exit_with_errors
+from context_research.config.errors import ConfigError
+from context_research.config.validation import validate, validate_all
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,21 @@ def sweep_job_overrides(config: DictConfig) -> list[list[str]] | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
     batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     return [list(job) for batch in batches for job in batch]
 
 
 class RunRecordCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exceptions into warnings: a bad run exits here instead
+        try:
+            validate(config)
+        except ConfigError as error:
+            exit_with_errors([str(error)])
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_job_overrides(config)
         if not jobs:
@@ -45,7 +55,7 @@ class RunRecordCallback(Callback):
 
         problems = validate_all((" ".join(job), composer(job)) for job in jobs)
         if problems:
-            raise InvalidSweep(problems)
+            exit_with_errors(problems)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

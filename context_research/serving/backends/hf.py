@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.serving.prompting import encode_prompt
 
 
 @dataclass
@@ -89,15 +90,7 @@ class HFBackend:
     # requests --------------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         """Token ids of the prompt: as given, or the chat-templated text (thinking off)."""
-        if request.prompt_token_ids is not None:
-            return list(request.prompt_token_ids)
-        if self.tokenizer is None:
-            raise ValueError("a text prompt needs a tokenizer: set model.tokenizer or model.path")
-        if getattr(self.tokenizer, "chat_template", None):
-            return list(self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": request.prompt}], tokenize=True, add_generation_prompt=True,
-                **dict(self.model_config.chat_template_kwargs)))
-        return list(self.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+        return encode_prompt(self.tokenizer, request, self.model_config.chat_template_kwargs)
 
     def _forward(self, input_ids, cache):
         return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
