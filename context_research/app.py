@@ -91,6 +91,9 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
 
     engines, engine_start_s = build_engines(cfg, scheduler)
     scheduler.bind(engines)
+    for engine in engines.values():
+        if hasattr(engine, "reset_prefix_cache"):
+            engine.reset_prefix_cache()
     record.update(engine_key=",".join(e.engine_key for e in engines.values()),
                   engines={pool: e.describe() for pool, e in engines.items()})
 

@@ -4,6 +4,7 @@ allowed, raised before any engine is built."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from typing import Any, Callable, Iterable
@@ -19,7 +20,13 @@ ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "
 
 
 def _typed(node: DictConfig, prefix: str) -> Any:
-    """Convert a node to its schema objects (running their range checks), prefixing errors."""
+    """Convert a node to its schema objects (running their range checks), prefixing errors.
+    Nested schemas are checked first, so an error names its full key."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
+                _typed(child, f"{prefix}.{key}")
     try:
         return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
     except ConfigError as error:

@@ -19,9 +19,9 @@ from context_research.config.validation import validate, validate_all
 log = logging.getLogger(__name__)
 
 
-def sweep_job_overrides(config: DictConfig) -> list[list[str]] | None:
-    """Each job's overrides, expanded the way Hydra's basic sweeper expands them (None for
-    other sweepers, which choose their points as they go)."""
+def sweep_job_overrides(config: DictConfig) -> list[tuple[str, list[str]]] | None:
+    """(label, overrides) of each job, expanded the way Hydra's basic sweeper expands them; the
+    label names only the swept keys. None for other sweepers, which choose points as they go."""
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -30,8 +30,10 @@ def sweep_job_overrides(config: DictConfig) -> list[list[str]] | None:
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
     parsed = OverridesParser.create().parse_overrides(arguments)
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
     batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [list(job) for batch in batches for job in batch]
+    jobs = [list(job) for batch in batches for job in batch]
+    return [(" ".join(o for o in job if o.split("=", 1)[0] in swept), job) for job in jobs]
 
 
 class RunRecordCallback(Callback):
@@ -53,7 +55,7 @@ class RunRecordCallback(Callback):
         def composer(overrides: list[str]):
             return lambda: loader.load_sweep_config(config, overrides)
 
-        problems = validate_all((" ".join(job), composer(job)) for job in jobs)
+        problems = validate_all((label, composer(job)) for label, job in jobs)
         if problems:
             exit_with_errors(problems)
 

@@ -6,6 +6,7 @@ the old ones first (freeing their GPU memory) and starts its own.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import hashlib
 import json
@@ -62,6 +63,10 @@ def release(key: str) -> None:
 def release_all() -> None:
     for key in list(_ENGINES):
         release(key)
+
+
+# engines stop in order at interpreter exit, not in whatever order garbage collection picks
+atexit.register(release_all)
 
 
 def cached_keys() -> list[str]:

@@ -26,8 +26,12 @@ def token_id_range(architecture: dict[str, Any]) -> tuple[int, int]:
 
 
 def synthetic_prompts(count: int, prompt_len: int, id_range: tuple[int, int], seed: int) -> list[list[int]]:
-    """`count` distinct prompts of exactly `prompt_len` token ids drawn uniformly from `id_range`."""
-    rng = np.random.default_rng(seed)
+    """`count` distinct prompts of exactly `prompt_len` token ids drawn uniformly from `id_range`.
+
+    The stream is seeded by (seed, prompt_len): prompts of different lengths share no prefix, so
+    a sweep over lengths never hits the engine's prefix cache with an earlier job's prompt.
+    """
+    rng = np.random.default_rng([seed, prompt_len])
     ids = rng.integers(id_range[0], id_range[1], size=(count, prompt_len), dtype=np.int64)
     return ids.tolist()
 

@@ -181,6 +181,13 @@ class VLLMBackend:
             self.llm = None
         gc.collect()
 
+    def reset_prefix_cache(self) -> None:
+        """Start a job with an empty prefix cache, so no job reuses an earlier job's prompts."""
+        if self.engine is not None:
+            event_loop.run(self.engine.reset_prefix_cache())
+        elif self.llm is not None:
+            self.llm.reset_prefix_cache()
+
     def warmup(self) -> None:
         """A short request through the same path as the measured ones (compiles, fills graphs)."""
         self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[100] * 16,

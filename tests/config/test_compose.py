@@ -1,0 +1,84 @@
+"""Every option of every config group composes, validates and instantiates; composing imports
+neither torch nor vLLM."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from context_research.config import validate
+from tests.conftest import CONF, REPO, compose_config
+
+GROUPS = ["model", "serving", "scheduler", "benchmark", "collectors", "paths"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def overrides_for(group: str, option: str) -> list[str]:
+    """Each option with what it needs to be valid (vLLM runs weightless unless a path is given)."""
+    extra = {("serving", "vllm"): ["model.load_format=dummy"]}
+    return [f"{group}={option}", *extra.get((group, option), [])]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(group, option):
+    cfg = compose_config(overrides_for(group, option))
+    typed = validate(cfg)
+    assert typed[group] is not None
+    if group == "model":
+        assert typed["model"].name == option
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes(experiment):
+    cfg = compose_config([f"experiment={experiment}"], return_hydra_config=True)
+    assert cfg.name == experiment
+
+
+@pytest.mark.parametrize("serving", options("serving"))
+def test_every_target_instantiates_without_starting_an_engine(serving, tmp_path):
+    cfg = compose_config(overrides_for("serving", serving))
+    backend = instantiate(cfg.serving, model=cfg.model, cache_dir=str(tmp_path), _convert_="object")
+    assert backend.model_config.name == cfg.model.name
+    scheduler = instantiate(cfg.scheduler)
+    assert scheduler.route_prefill.__self__ is scheduler
+    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
+    assert benchmark.load("test").measured
+    for node in cfg.collectors.values():
+        collector = instantiate(node)
+        collector.start()
+        collector.stop()
+        assert isinstance(collector.snapshot(), dict)
+
+
+def test_sweep_keys_are_interpolated_into_the_groups():
+    cfg = compose_config(["prompt_len=333", "output_len=7", "num_prompts=2", "repeats=3", "seed=9"])
+    assert cfg.benchmark.workload.prompt_len == 333
+    assert cfg.benchmark.workload.output_len == 7
+    assert cfg.benchmark.workload.num_prompts == 2
+    assert cfg.benchmark.repeats == 3
+    assert cfg.serving.seed == 9 and cfg.benchmark.workload.seed == 9
+
+
+def test_model_configs_carry_the_real_architecture():
+    arch = OmegaConf.to_container(compose_config(["model=qwen3_8b"]).model.architecture)
+    assert (arch["num_hidden_layers"], arch["hidden_size"], arch["num_attention_heads"],
+            arch["num_key_value_heads"], arch["head_dim"], arch["intermediate_size"],
+            arch["vocab_size"], arch["rope_theta"], arch["max_position_embeddings"],
+            arch["tie_word_embeddings"]) == (36, 4096, 32, 8, 128, 12288, 151936, 1000000, 40960, False)
+
+
+def test_printing_the_config_imports_neither_torch_nor_vllm():
+    process = subprocess.run([sys.executable, "-X", "importtime", "launch.py", "--cfg", "job"], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "prompt_len: 64" in process.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in process.stderr.splitlines() if "|" in line}
+    assert "hydra" in imported
+    assert "torch" not in imported and "vllm" not in imported and "transformers" not in imported

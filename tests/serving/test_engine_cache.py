@@ -1,0 +1,40 @@
+"""Engines are shared by configuration key and stopped when another configuration is needed."""
+
+from __future__ import annotations
+
+from context_research.serving import engine_cache
+
+
+class CountingEngine:
+    """A real (trivial) ServingBackend lifecycle that counts its starts and stops."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name, self.engine_key = log, name, ""
+
+    def start(self):
+        self.log.append(f"start {self.name}")
+
+    def warmup(self):
+        self.log.append(f"warmup {self.name}")
+
+    def stop(self):
+        self.log.append(f"stop {self.name}")
+
+
+def test_same_key_reuses_other_key_replaces():
+    log: list[str] = []
+    try:
+        first, first_s = engine_cache.acquire({"a": lambda: CountingEngine(log, "a")})
+        again, again_s = engine_cache.acquire({"a": lambda: CountingEngine(log, "a2")})
+        assert again["a"] is first["a"] and again_s == 0.0 and first_s >= 0.0
+        other, _ = engine_cache.acquire({"b": lambda: CountingEngine(log, "b")})
+        assert log == ["start a", "warmup a", "stop a", "start b", "warmup b"]
+        assert engine_cache.cached_keys() == ["b"] and other["b"].engine_key == "b"
+    finally:
+        engine_cache.release_all()
+    assert log[-1] == "stop b" and engine_cache.cached_keys() == []
+
+
+def test_engine_key_is_stable_and_sensitive():
+    assert engine_cache.engine_key({"x": 1, "y": 2}) == engine_cache.engine_key({"y": 2, "x": 1})
+    assert engine_cache.engine_key({"x": 1}) != engine_cache.engine_key({"x": 2})

@@ -1,0 +1,92 @@
+"""Config -> vLLM arguments, without vLLM installed; strict mode refuses to run without it."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+from omegaconf import OmegaConf
+
+from context_research.serving.backends.base import GenerationRequest
+from context_research.serving.backends.vllm import VLLMBackend, engine_arguments, engine_split, sampling_arguments
+from tests.conftest import compose_config
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+def typed(overrides):
+    cfg = compose_config(["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", *overrides])
+    serving = OmegaConf.to_container(cfg.serving, resolve=True)
+    return serving, OmegaConf.to_object(cfg.model)
+
+
+def test_engine_arguments_follow_the_config():
+    serving, model = typed(["serving.gpu_memory_utilization=0.8", "serving.enforce_eager=true",
+                            "serving.max_num_seqs=64", "serving.kv_cache_dtype=fp8", "seed=3",
+                            "serving.enable_prefix_caching=false", "serving.max_num_batched_tokens=4096",
+                            "serving.enable_chunked_prefill=true", "+serving.extra_engine_args.block_size=32"])
+    args = engine_arguments(serving, model, "/models/qwen3", None)
+    assert args == {
+        "model": "/models/qwen3", "skip_tokenizer_init": True, "dtype": "bfloat16", "max_model_len": 40960,
+        "gpu_memory_utilization": 0.8, "enforce_eager": True, "kv_cache_dtype": "fp8",
+        "tensor_parallel_size": 1, "seed": 3, "load_format": "dummy", "disable_log_stats": False,
+        "enable_chunked_prefill": True, "max_num_batched_tokens": 4096, "max_num_seqs": 64,
+        "enable_prefix_caching": False, "block_size": 32}
+
+
+def test_defaults_leave_vllm_its_own_choices_and_pass_overrides():
+    serving, model = typed(["serving.max_model_len=8192", "serving.dtype=float16",
+                            "+serving.hf_overrides.max_position_embeddings=131072"])
+    args = engine_arguments(serving, model, "/m", "/tok")
+    assert args["tokenizer"] == "/tok" and args["skip_tokenizer_init"] is False
+    assert args["max_model_len"] == 8192 and args["dtype"] == "float16"
+    assert args["hf_overrides"] == {"max_position_embeddings": 131072}
+    for key in ("enable_chunked_prefill", "max_num_batched_tokens", "max_num_seqs", "enable_prefix_caching"):
+        assert key not in args
+
+
+def test_sampling_arguments():
+    request = GenerationRequest(request_id="a", prompt_token_ids=[1, 2], max_new_tokens=9, seed=4,
+                                metadata={"ignore_eos": True})
+    assert sampling_arguments(request, detokenize=False) == {
+        "max_tokens": 9, "temperature": 0.0, "top_p": 1.0, "seed": 4, "ignore_eos": True, "detokenize": False}
+
+
+def test_engine_split_uses_the_engine_timestamps():
+    # vLLM's RequestStateStats: engine-core monotonic timestamps and the frontend's first_token_latency
+    stats = SimpleNamespace(queued_ts=10.000, scheduled_ts=10.002, first_token_ts=10.032, last_token_ts=10.700,
+                            first_token_latency=0.0345)
+    split = engine_split(stats, ttft_ms=35.0)
+    assert split["engine_queue_ms"] == pytest.approx(2.0)
+    assert split["prefill_ms"] == pytest.approx(30.0)
+    assert split["decode_ms"] == pytest.approx(668.0)
+    assert split["engine_ttft_ms"] == pytest.approx(32.0)
+    assert split["frontend_ttft_ms"] == pytest.approx(34.5)
+    assert split["engine_ipc_ms"] == pytest.approx(2.5)
+    assert split["harness_overhead_ms"] == pytest.approx(0.5)
+    assert engine_split(None, 1.0) == {}
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_strict_fails_loudly_without_vllm(tmp_path):
+    serving, model = typed([])
+    serving.pop("_target_")
+    backend = VLLMBackend(model=model, cache_dir=str(tmp_path), **serving)
+    with pytest.raises(RuntimeError, match="vLLM cannot be imported"):
+        backend.start()
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_non_strict_runs_hf_and_says_so(tmp_path):
+    cfg = compose_config(["serving=vllm", "model.load_format=dummy", "serving.strict=false"])
+    serving = OmegaConf.to_container(cfg.serving, resolve=True)
+    serving.pop("_target_")
+    backend = VLLMBackend(model=OmegaConf.to_object(cfg.model), cache_dir=str(tmp_path), **serving)
+    backend.start()
+    result = backend.generate(GenerationRequest(request_id="x", prompt_token_ids=[10] * 8, max_new_tokens=3,
+                                                metadata={"ignore_eos": True}))
+    assert result.completion_tokens == 3
+    described = backend.describe()
+    assert described["engine"] == "hf" and described["fallback_from"] == "vllm"
+    assert "vllm" in described["fallback_reason"]

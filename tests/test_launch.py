@@ -1,0 +1,88 @@
+"""launch.py end to end in a subprocess: E0, a two-job multirun, a failing job beside a
+completing one, and reproducibility of token ids across runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import launch, manifests
+
+
+@pytest.fixture(scope="module")
+def e0_run(tmp_path_factory, model_cache):
+    """`python launch.py` (E0) once for this module: the process and its job directory."""
+    root = tmp_path_factory.mktemp("e0")
+    process = launch([f"hydra.run.dir={root}", f"paths.cache_dir={model_cache}"], timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return process, root
+
+
+def test_e0_leaves_a_completed_run_record(e0_run):
+    process, root = e0_run
+    [manifest] = manifests(root)
+    job = Path(manifest["_dir"])
+    assert manifest["status"] == "completed" and manifest["error"] is None
+    assert manifest["run_id"].startswith("run-") and len(manifest["run_id"].split("-")[-1]) == 8
+    assert len(manifest["config_hash"]) == 64 and len(manifest["workload_hash"]) == 64
+    assert manifest["versions"]["torch"] and manifest["host"]["cpu_count"] >= 1
+    assert manifest["gpu"]["available"] in (True, False)
+    assert (job / ".hydra" / "config.yaml").exists()
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["passed"] is True
+    assert summary["checks"] == {"full_outputs": True, "reproducible": True}
+    requests = pd.read_parquet(job / "requests.parquet")
+    measured = requests[requests["phase"] == "measure"]
+    assert len(measured) == 4 and (measured["prompt_tokens"] == 64).all()
+    assert (measured["completion_tokens"] == 16).all()
+    # the summary's figures are the measured rows', warm-up excluded
+    assert summary["ttft_p50_ms"] == measured["ttft_ms"].median()
+    assert summary["n_warmup"] == 1 and summary["n_requests"] == 4
+    assert "ttft (ms)" in process.stdout  # the end-of-job table
+
+
+def test_two_job_multirun_reuses_one_engine(run_launch):
+    process, root = run_launch("-m", "experiment=e1", "prompt_len=128,256", "repeats=2", "output_len=8",
+                               timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    records = manifests(root / "sweep")
+    assert [m["status"] for m in records] == ["completed", "completed"]
+    assert (root / "sweep" / "multirun.yaml").exists()
+    summaries = [json.loads((Path(m["_dir"]) / "summary.json").read_text()) for m in records]
+    assert summaries[0]["engine_start_s"] > 0 and summaries[1]["engine_start_s"] == 0  # one start
+    assert records[0]["engine_key"] == records[1]["engine_key"]
+    prompt_lens = [pd.read_parquet(Path(m["_dir"]) / "requests.parquet")["prompt_tokens"].iloc[-1]
+                   for m in records]
+    assert prompt_lens == [128, 256]
+
+
+def test_a_failing_job_is_recorded_and_its_sibling_completes(run_launch):
+    # serving.device=cuda fails for real at engine start on a machine without CUDA
+    process, root = run_launch("-m", "serving.device=cuda,cpu", "num_prompts=1", timeout=300)
+    records = {m["_dir"].split("serving.device=")[-1]: m for m in manifests(root / "sweep")}
+    assert records["cpu"]["status"] == "completed"
+    if records["cuda"]["status"] == "completed":  # a CUDA machine: nothing to fail
+        return
+    assert records["cuda"]["status"] == "failed"
+    assert records["cuda"]["error"] and "Error" in records["cuda"]["error"]
+    assert not (Path(records["cuda"]["_dir"]) / "summary.json").exists()
+    assert process.returncode == 1
+    assert "failed jobs:" in process.stderr and "serving.device=cuda" in process.stderr
+
+
+def test_two_runs_with_the_same_seed_give_identical_token_ids(e0_run, tmp_path, model_cache):
+    process = launch([f"hydra.run.dir={tmp_path}", f"paths.cache_dir={model_cache}"], timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    [first], [second] = manifests(e0_run[1]), manifests(tmp_path)
+    assert first["run_id"] != second["run_id"]
+    assert first["workload_hash"] == second["workload_hash"]
+    assert first["config_hash"] == second["config_hash"]
+
+    def tokens(manifest):
+        frame = pd.read_parquet(Path(manifest["_dir"]) / "requests.parquet")
+        return [list(t) for t in frame["output_token_ids"]]
+
+    assert tokens(first) == tokens(second)
