@@ -1,0 +1,270 @@
+"""Seaborn figures chosen by what the runs contain; each carries its units and the model, engine
+and GPU in its title and caption.
+
+Every function returns a `Plot` (or None when the records hold nothing it could show). Figures
+are plain `matplotlib.figure.Figure` objects (no pyplot state), so the CLI saves them and a
+notebook displays them. Repeats (seeds) at one point are drawn as their mean with a ±1 SD band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from context_research.report.alignment import is_repeat_key
+from context_research.report.tables import column_value
+
+STYLE = "whitegrid"
+MEMORY_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "non_torch_gb")
+BUDGET_AXES = ("token_budget", "budget", "prompt_len")
+
+
+@dataclass
+class Plot:
+    stem: str  # file name without extension
+    figure: Figure
+    caption: str
+
+    def save(self, folder: Path) -> list[Path]:
+        """Writes `<stem>.png` and `<stem>.svg` into folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{self.stem}.{fmt}" for fmt in ("png", "svg")]
+        for path in paths:
+            self.figure.savefig(path, dpi=120, bbox_inches="tight")
+        return paths
+
+
+def setting(jobs: pd.DataFrame) -> str:
+    """'model tiny_qwen3 · engine hf · GPU CPU' for the jobs a figure shows."""
+    def values(column: str) -> str:
+        found = [str(v) for v in dict.fromkeys(jobs[column]) if pd.notna(v)] if column in jobs else []
+        return ", ".join(found) or "unknown"
+
+    return f"model {values('model')} · engine {values('engine')} · GPU {values('gpu')}"
+
+
+def series_names(jobs: pd.DataFrame, axis: str | None = None) -> pd.Series:
+    """A name per job from what tells the plotted jobs apart (folder, overrides), axis and repeats excluded."""
+    keys = sorted({k for o in jobs["override_map"] for k in o
+                   if k != axis and k != "experiment" and not is_repeat_key(k)})
+    varying = [k for k in keys if len({o.get(k) for o in jobs["override_map"]}) > 1]
+    several_folders = jobs["label"].nunique() > 1
+
+    def name(job: pd.Series) -> str:
+        parts = [job["label"]] if several_folders else []
+        parts += [f"{k}={job['override_map'][k]}" for k in varying if k in job["override_map"]]
+        return " · ".join(parts) or "all jobs"
+
+    return jobs.apply(name, axis=1)
+
+
+def new_figure(columns: int, width: float = 5.2, height: float = 3.8) -> tuple[Figure, list]:
+    with sns.axes_style(STYLE):
+        figure = Figure(figsize=(width * columns, height), layout="constrained")
+        axes = figure.subplots(1, columns, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def sweep_axis(ax, values: pd.Series) -> None:
+    """Ticks at the swept values; a log2 scale when they span a factor of 8 or more."""
+    values = np.sort(pd.to_numeric(values, errors="coerce").dropna().unique())
+    if len(values) and values.min() > 0 and values.max() / values.min() >= 8:
+        ax.set_xscale("log", base=2)
+        ax.minorticks_off()
+    if 0 < len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+
+
+def legend_outside(axes: list) -> None:
+    """One legend (the last panel's), right of the figure, so no curve hides under it."""
+    for ax in axes[:-1]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if axes[-1].get_legend() is not None:
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+
+
+def plain_log_scale(ax, axis: str = "x") -> None:
+    """Log scale labelled 1, 10, 100 (not 10^0), without minor labels."""
+    ax.set(**{f"{axis}scale": "log"})
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def completed(jobs: pd.DataFrame) -> pd.DataFrame:
+    return jobs[jobs["status"] == "completed"]
+
+
+def latency_vs_prompt_len(jobs: pd.DataFrame) -> Plot | None:
+    """TTFT and TPOT, p50 and p95 (ms), against prompt length (tokens)."""
+    done = completed(jobs)
+    if "prompt_len" not in done or done["prompt_len"].nunique() < 2:
+        return None
+    done = done.assign(series=series_names(done, "prompt_len"))
+    long = done.melt(id_vars=["prompt_len", "series"],
+                     value_vars=[c for c in ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms") if c in done],
+                     var_name="column", value_name="ms")
+    long["metric"] = long["column"].str.split("_").str[0].str.upper()
+    long["percentile"] = long["column"].str.split("_").str[1]
+    figure, axes = new_figure(2)
+    for ax, metric in zip(axes, ("TTFT", "TPOT")):
+        data = long[long["metric"] == metric]
+        sns.lineplot(data=data, x="prompt_len", y="ms", hue="series" if done["series"].nunique() > 1 else None,
+                     style="percentile", markers=True, errorbar="sd", ax=ax)
+        sweep_axis(ax, data["prompt_len"])
+        ax.set(xlabel="prompt length (tokens)", ylabel=f"{metric} (ms)", title=f"{metric} p50 / p95")
+    legend_outside(axes)
+    context = setting(done)
+    figure.suptitle(f"TTFT and TPOT vs prompt length — {context}")
+    return Plot("latency_vs_prompt_len", figure,
+                f"TTFT and TPOT (ms; p50 solid, p95 dashed) against prompt length (tokens); {context}. "
+                "Repeats at one length: mean with ±1 SD band.")
+
+
+def load_vs_concurrency(jobs: pd.DataFrame) -> Plot | None:
+    """Throughput (tokens/s), p95 latencies (ms) and goodput (requests/s) against concurrency."""
+    done = completed(jobs)
+    if "concurrency" not in done or done["concurrency"].nunique() < 2:
+        return None
+    done = done.assign(series=series_names(done, "concurrency"))
+    hue = "series" if done["series"].nunique() > 1 else None
+    panels = [("out_tok_s", "output throughput (tokens/s)"), ("total_tok_s", "total throughput (tokens/s)")]
+    goodput = "goodput_req_s" if "goodput_req_s" in done and done["goodput_req_s"].notna().any() else "req_s"
+    panels.append((goodput, "goodput (requests/s)" if goodput == "goodput_req_s" else "requests/s"))
+    figure, axes = new_figure(4, width=4.4)
+    for ax, (column, label) in zip(axes, panels):
+        if column in done:
+            sns.lineplot(data=done, x="concurrency", y=column, hue=hue, marker="o", errorbar="sd", ax=ax)
+        ax.set(xlabel="concurrency (requests in flight)", ylabel=label, title=label)
+        sweep_axis(ax, done["concurrency"])
+    latency = done.melt(id_vars=["concurrency", "series"],
+                        value_vars=[c for c in ("ttft_p95_ms", "tpot_p95_ms", "itl_p95_ms") if c in done],
+                        var_name="metric", value_name="ms")
+    latency["metric"] = latency["metric"].str.replace("_p95_ms", "").str.upper()
+    sns.lineplot(data=latency, x="concurrency", y="ms", hue="metric", style=hue, marker="o", errorbar="sd",
+                 ax=axes[3])
+    axes[3].set(xlabel="concurrency (requests in flight)", ylabel="p95 latency (ms)", title="p95 latency (ms)")
+    plain_log_scale(axes[3], "y")
+    sweep_axis(axes[3], done["concurrency"])
+    legend_outside(axes)
+    context = setting(done)
+    figure.suptitle(f"Throughput, goodput and p95 latency vs concurrency — {context}")
+    return Plot("load_vs_concurrency", figure,
+                f"Throughput (tokens/s), {'goodput' if goodput == 'goodput_req_s' else 'request rate'} (requests/s) "
+                f"and p95 TTFT/TPOT/ITL (ms, log scale) against concurrency; {context}.")
+
+
+def scheduler_delta_plot(deltas: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
+    """Disaggregated vs aggregated, % change per metric and sweep point."""
+    if deltas.empty:
+        return None
+    figure, axes = new_figure(1, width=max(6.0, 1.2 * deltas["point"].nunique() + 4))
+    sns.barplot(data=deltas, x="point", y="delta_pct", hue="metric", errorbar="sd", ax=axes[0])
+    axes[0].axhline(0, color="black", linewidth=0.8)
+    axes[0].set(xlabel="sweep point", ylabel="disaggregated vs aggregated (%)")
+    axes[0].tick_params(axis="x", labelrotation=20)
+    context = setting(completed(jobs))
+    figure.suptitle(f"Disaggregated vs aggregated — {context}")
+    return Plot("scheduler_deltas", figure,
+                f"Relative change (%) of latency (ms), throughput (tokens/s) and goodput (requests/s) from the "
+                f"aggregated to the disaggregated scheduler at matched sweep points; {context}.")
+
+
+def capability_vs_budget(jobs: pd.DataFrame) -> Plot | None:
+    """Capability score(s) against the token budget (prompt tokens)."""
+    done = completed(jobs)
+    scores = [c for c in done.columns if (c == "score" or c.endswith("_score") or c.startswith(("score.", "scores.")))
+              and pd.to_numeric(done[c], errors="coerce").notna().any()]
+    axis = next((a for a in BUDGET_AXES if a in done and done[a].nunique() > 1), None)
+    if not scores or axis is None:
+        return None
+    long = done.melt(id_vars=[axis], value_vars=scores, var_name="score", value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    figure, axes = new_figure(1, width=6.5)
+    sns.lineplot(data=long, x=axis, y="value", hue="score", marker="o", errorbar="sd", ax=axes[0])
+    sweep_axis(axes[0], long[axis])
+    axes[0].set(xlabel=f"{axis.replace('_', ' ')} (tokens)", ylabel="score (task metric, 0-1 or %)")
+    context = setting(done)
+    figure.suptitle(f"Capability vs token budget — {context}")
+    return Plot("capability_vs_budget", figure,
+                f"Task scores (each in its official metric's unit) against {axis.replace('_', ' ')} (tokens); {context}.")
+
+
+def memory_decomposition(jobs: pd.DataFrame) -> Plot | None:
+    """Stacked GPU memory components (GB) per job, NVML's used memory as a marker."""
+    done = completed(jobs)
+    names = series_names(done).to_numpy() if len(done) else []
+    parts = pd.DataFrame({c: [column_value(job, c) for _, job in done.iterrows()]
+                          for c in (*MEMORY_COMPONENTS, "nvml_used_gb")}, index=names).apply(pd.to_numeric,
+                                                                                            errors="coerce")
+    parts = parts[parts[list(MEMORY_COMPONENTS)].notna().any(axis=1)]
+    nvml = parts.pop("nvml_used_gb")
+    parts = parts.loc[:, parts.notna().any()]
+    if parts.empty:
+        return None
+    figure, axes = new_figure(1, width=max(6.0, 0.8 * len(parts) + 3))
+    parts.fillna(0.0).plot.bar(stacked=True, ax=axes[0], color=sns.color_palette("deep", len(parts.columns)),
+                               width=0.75)
+    if nvml.notna().any():
+        axes[0].scatter(np.arange(len(nvml)), nvml, color="black", marker="_", s=400, label="NVML used", zorder=3)
+    axes[0].legend(fontsize="small")
+    axes[0].set(xlabel="job", ylabel="GPU memory (GB)")
+    axes[0].tick_params(axis="x", labelrotation=30)
+    context = setting(done)
+    figure.suptitle(f"Memory decomposition — {context}")
+    return Plot("memory_decomposition", figure,
+                f"GPU memory per job (GB, 1e9 bytes): {', '.join(c[:-3] for c in parts.columns)} stacked; "
+                f"black bar: NVML used memory at peak; {context}.")
+
+
+def latency_ecdf(requests: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
+    """Distribution (ECDF) of per-request TTFT and TPOT (ms) per job series."""
+    if requests.empty or "ttft_ms" not in requests:
+        return None
+    done = completed(jobs)
+    names = dict(zip(zip(done["label"], done["job"]), series_names(done)))
+    data = requests[requests["ok"].astype(bool)]
+    data = data.assign(series=[names.get(key) for key in zip(data["label"], data["job"])]).dropna(subset=["series"])
+    figure, axes = new_figure(2)
+    hue = "series" if data["series"].nunique() > 1 else None
+    for ax, metric in zip(axes, ("ttft_ms", "tpot_ms")):
+        sns.ecdfplot(data=data, x=metric, hue=hue, ax=ax)
+        ax.set(xlabel=f"{metric[:-3].upper()} (ms)", ylabel="share of requests")
+        plain_log_scale(ax)
+    legend_outside(axes)
+    context = setting(done)
+    figure.suptitle(f"Per-request TTFT and TPOT — {context}")
+    return Plot("latency_ecdf", figure,
+                f"Empirical CDF of per-request TTFT and TPOT (ms, log scale), measured requests pooled over "
+                f"repeats; {context}.")
+
+
+def ab_differences(differences: pd.DataFrame, jobs: pd.DataFrame, label_a: str, label_b: str) -> Plot | None:
+    """B - A difference (ms) of the compared statistic with its 95% bootstrap interval, per metric and pair."""
+    if differences.empty:
+        return None
+    data = differences[differences["metric"].isin(["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"])].reset_index(drop=True)
+    metrics = list(dict.fromkeys(data["metric"]))
+    figure, axes = new_figure(len(metrics), width=4.2, height=0.45 * data["pair"].nunique() + 2.5)
+    for ax, metric in zip(axes, metrics):
+        rows = data[data["metric"] == metric].reset_index(drop=True)
+        for significant, color in ((False, "tab:gray"), (True, "tab:red")):
+            chosen = rows[rows["significant"] == significant]
+            ax.errorbar(chosen["diff"], chosen.index, fmt="o", color=color, capsize=3,
+                        xerr=[chosen["diff"] - chosen["ci_low"], chosen["ci_high"] - chosen["diff"]])
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(rows.index, rows["pair"] if ax is axes[0] else [""] * len(rows), fontsize="small")
+        ax.set(xlabel=f"{metric[:-3].upper()} {label_b} − {label_a} (ms)", title=metric[:-3].upper())
+    context = setting(jobs[jobs["label"].isin([label_a, label_b])])
+    figure.suptitle(f"A/B: {label_b} − {label_a} — {context}")
+    return Plot(f"ab_{label_a}_vs_{label_b}".replace("/", "_").replace("#", "_"), figure,
+                f"Difference in {data['statistic'].iloc[0]} latency (ms) of {label_b} minus {label_a} per aligned "
+                f"job pair, with the 95% "
+                f"bootstrap confidence interval over requests; red: the interval excludes zero; {context}.")

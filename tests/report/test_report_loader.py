@@ -1,0 +1,83 @@
+"""Loading run folders: one row per job, one row per request; nothing instantiated or unpickled."""
+
+import pandas as pd
+import pytest
+import yaml
+from report_records import A_LENGTHS, job_config, write_record
+
+from context_research.report.loader import load_jobs, load_requests
+
+
+def test_one_row_per_job_with_config_axes_and_identity(run_folders):
+    jobs = load_jobs([run_folders.a])
+    assert len(jobs) == 4
+    assert set(jobs["status"]) == {"completed"}
+    assert sorted(jobs["prompt_len"]) == sorted(2 * list(A_LENGTHS))
+    assert sorted(jobs["seed"]) == [0, 0, 1, 1]
+    assert set(jobs["model"]) == {"tiny_qwen3"} and set(jobs["engine"]) == {"hf"} and set(jobs["gpu"]) == {"CPU"}
+    assert set(jobs["choice.serving"]) == {"hf"}
+    for overrides in jobs["override_map"]:  # Hydra's and the paths keys never identify a job
+        assert set(overrides) == {"experiment", "prompt_len", "seed", "output_len", "repeats", "benchmark.warmup"}
+    assert jobs["run_id"].str.match(r"run-\d{8}T\d+Z-[0-9a-f]{8}").all()
+
+
+def test_failed_job_is_kept_with_its_error(run_folders):
+    jobs = load_jobs([run_folders.failed])
+    assert sorted(jobs["status"]) == ["completed", "failed"]
+    failed = jobs.set_index("status").loc["failed"]
+    assert "CUDA" in failed["error"]
+    assert failed["engine"] == "hf" and failed["model"] == "tiny_qwen3"  # from its config: it wrote no summary
+    assert not failed["has_requests"]
+
+
+def test_requests_one_row_per_measured_request(run_folders):
+    jobs = load_jobs([run_folders.a])
+    measured = load_requests(jobs)
+    assert set(measured["phase"]) == {"measure"}
+    assert measured.groupby("job").size().tolist() == jobs["n_requests"].astype(int).tolist()
+    everything = load_requests(jobs, phase=None)
+    assert len(everything) == len(measured) + int(jobs["n_warmup"].sum())
+    assert set(load_requests(jobs, columns=["phase", "ttft_ms", "no_such_column"]).columns) == {
+        "phase", "ttft_ms", "label", "job", "run_id", "job_dir"}
+
+
+def test_job_without_manifest_shows_as_unrecorded(tmp_path):
+    job = tmp_path / "sweep" / "0_prompt_len=64"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(job_config("e1", prompt_len=64)))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["prompt_len=64"]))
+    jobs = load_jobs([tmp_path / "sweep"])
+    assert jobs["status"].tolist() == ["unrecorded"]
+    assert "manifest.json" in jobs["error"].iloc[0]
+    assert jobs["override_map"].iloc[0] == {"prompt_len": "64"}
+
+
+def test_targets_are_never_instantiated(tmp_path):
+    config = job_config("e1", prompt_len=64)
+    config["serving"]["_target_"] = "module_that_does_not_exist.Backend"
+    write_record(tmp_path / "sweep" / "0", ["prompt_len=64"], {"name": "e1", "ttft_p50_ms": 1.0}, config)
+    jobs = load_jobs([tmp_path / "sweep"])
+    assert jobs["ttft_p50_ms"].tolist() == [1.0]
+
+
+def test_python_tags_in_a_record_are_refused(tmp_path):
+    marker = tmp_path / "executed"
+    job = tmp_path / "sweep" / "0"
+    write_record(job, [], None, job_config("e1"))
+    (job / ".hydra" / "config.yaml").write_text(f"x: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(yaml.YAMLError):
+        load_jobs([tmp_path / "sweep"])
+    assert not marker.exists()
+
+
+def test_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_jobs([tmp_path / "nowhere"])
+
+
+def test_nested_summary_fields_become_columns(tmp_path):
+    write_record(tmp_path / "s" / "0", [], {"name": "e1", "checks": {"reproducible": True}, "gpu_mem_peak_gb": None},
+                 job_config("e1"))
+    jobs = load_jobs([tmp_path / "s"])
+    assert jobs["checks.reproducible"].tolist() == [True]
+    assert pd.isna(jobs["gpu_mem_peak_gb"].iloc[0])
