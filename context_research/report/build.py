@@ -82,7 +82,8 @@ def ab_sections(jobs: pd.DataFrame, out: Path, report: Report, statistic: str) -
             continue
         pairs, differences = compare_folders(jobs, label_a, label_b, statistic)
         all_pairs.append(pairs)
-        all_differences.append(differences.assign(a=label_a, b=label_b))
+        if len(differences):
+            all_differences.append(differences.assign(a=label_a, b=label_b))
         treatment = pairs["treatment"].iloc[0] if len(pairs) else ""
         blocks: list = [
             f"A = {label_a}, B = {label_b}. Jobs aligned by their override keys"
@@ -102,6 +103,7 @@ def ab_sections(jobs: pd.DataFrame, out: Path, report: Report, statistic: str) -
         sections.append(Section(f"A/B: {label_b} vs {label_a}", blocks))
     if all_pairs:
         write_csv(pd.concat(all_pairs, ignore_index=True), out / "ab_pairs.csv", report)
+    if all_differences:
         write_csv(pd.concat(all_differences, ignore_index=True), out / "ab.csv", report)
     return sections
 

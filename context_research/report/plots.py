@@ -8,6 +8,7 @@ notebook displays them. Repeats (seeds) at one point are drawn as their mean wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,13 +99,20 @@ def plain_log_scale(ax, axis: str = "x") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def completed(jobs: pd.DataFrame) -> pd.DataFrame:
-    return jobs[jobs["status"] == "completed"]
+def completed(jobs: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
+    """The completed jobs (that have a value on `axis`, when given)."""
+    done = jobs[jobs["status"] == "completed"]
+    return done[done[axis].notna()] if axis is not None and axis in done else done
+
+
+def natural_order(values) -> list:
+    """`concurrency=4` before `concurrency=16`."""
+    return sorted(dict.fromkeys(values), key=lambda v: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", v)])
 
 
 def latency_vs_prompt_len(jobs: pd.DataFrame) -> Plot | None:
     """TTFT and TPOT, p50 and p95 (ms), against prompt length (tokens)."""
-    done = completed(jobs)
+    done = completed(jobs, "prompt_len")
     if "prompt_len" not in done or done["prompt_len"].nunique() < 2:
         return None
     done = done.assign(series=series_names(done, "prompt_len"))
@@ -130,18 +138,19 @@ def latency_vs_prompt_len(jobs: pd.DataFrame) -> Plot | None:
 
 def load_vs_concurrency(jobs: pd.DataFrame) -> Plot | None:
     """Throughput (tokens/s), p95 latencies (ms) and goodput (requests/s) against concurrency."""
-    done = completed(jobs)
+    done = completed(jobs, "concurrency")
     if "concurrency" not in done or done["concurrency"].nunique() < 2:
         return None
     done = done.assign(series=series_names(done, "concurrency"))
-    hue = "series" if done["series"].nunique() > 1 else None
+    hue = "series" if done["series"].nunique() > 1 else None  # drawn as line style in every panel
     panels = [("out_tok_s", "output throughput (tokens/s)"), ("total_tok_s", "total throughput (tokens/s)")]
     goodput = "goodput_req_s" if "goodput_req_s" in done and done["goodput_req_s"].notna().any() else "req_s"
     panels.append((goodput, "goodput (requests/s)" if goodput == "goodput_req_s" else "requests/s"))
     figure, axes = new_figure(4, width=4.4)
     for ax, (column, label) in zip(axes, panels):
         if column in done:
-            sns.lineplot(data=done, x="concurrency", y=column, hue=hue, marker="o", errorbar="sd", ax=ax)
+            sns.lineplot(data=done, x="concurrency", y=column, style=hue, color="0.25", marker="o", errorbar="sd",
+                         ax=ax)
         ax.set(xlabel="concurrency (requests in flight)", ylabel=label, title=label)
         sweep_axis(ax, done["concurrency"])
     latency = done.melt(id_vars=["concurrency", "series"],
@@ -166,7 +175,9 @@ def scheduler_delta_plot(deltas: pd.DataFrame, jobs: pd.DataFrame) -> Plot | Non
     if deltas.empty:
         return None
     figure, axes = new_figure(1, width=max(6.0, 1.2 * deltas["point"].nunique() + 4))
-    sns.barplot(data=deltas, x="point", y="delta_pct", hue="metric", errorbar="sd", ax=axes[0])
+    sns.barplot(data=deltas, x="point", y="delta_pct", hue="metric", errorbar="sd", ax=axes[0],
+                order=natural_order(deltas["point"]))
+    legend_outside(axes)
     axes[0].axhline(0, color="black", linewidth=0.8)
     axes[0].set(xlabel="sweep point", ylabel="disaggregated vs aggregated (%)")
     axes[0].tick_params(axis="x", labelrotation=20)
@@ -214,7 +225,7 @@ def memory_decomposition(jobs: pd.DataFrame) -> Plot | None:
                                width=0.75)
     if nvml.notna().any():
         axes[0].scatter(np.arange(len(nvml)), nvml, color="black", marker="_", s=400, label="NVML used", zorder=3)
-    axes[0].legend(fontsize="small")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     axes[0].set(xlabel="job", ylabel="GPU memory (GB)")
     axes[0].tick_params(axis="x", labelrotation=30)
     context = setting(done)

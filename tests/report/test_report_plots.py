@@ -1,17 +1,19 @@
 """Figures chosen by what the runs contain, with units, model, engine and GPU in title and caption."""
 
+import pandas as pd
+import pytest
 from report_records import job_config, write_record
 
 from context_research.report.build import build_report
 
 
 def test_plots_for_load_scheduler_memory_and_capability_records(tmp_path):
-    for scheduler in ("aggregated", "disaggregated"):
+    for scheduler, speed in (("aggregated", 1.0), ("disaggregated", 0.8)):
         for concurrency in (1, 4, 16):
             summary = {"name": "e3", "engine": "vllm", "model": "qwen3_8b", "scheduler": scheduler,
                        "slo_attainment": 1.0 if concurrency < 16 else 0.5, "req_s": concurrency * 1.5,
                        "out_tok_s": concurrency * 300.0, "total_tok_s": concurrency * 1500.0,
-                       "ttft_p50_ms": 100.0 * concurrency, "ttft_p95_ms": 120.0 * concurrency,
+                       "ttft_p50_ms": speed * 100.0 * concurrency, "ttft_p95_ms": speed * 120.0 * concurrency,
                        "tpot_p50_ms": 8.0, "tpot_p95_ms": 9.0, "itl_p95_ms": 9.5, "goodput_req_s": 1.0 * concurrency,
                        "weights_gb": 16.4, "kv_cache_gb": 90.0, "activations_gb": 2.0, "non_torch_gb": 1.0,
                        "gpu_mem_peak_gb": 110.0}
@@ -34,3 +36,5 @@ def test_plots_for_load_scheduler_memory_and_capability_records(tmp_path):
         assert "model qwen3_8b" in caption and "engine vllm" in caption and "GPU NVIDIA H200" in caption
         assert any(unit in caption for unit in ("(ms", "tokens/s", "(GB", "(tokens)", "(%)", "%"))
     assert "DistServe goodput" in markdown
+    deltas = pd.read_csv(tmp_path / "out" / "scheduler_deltas.csv")
+    assert deltas.loc[deltas["metric"] == "ttft_p50_ms", "delta_pct"].tolist() == pytest.approx([-20.0] * 3)
