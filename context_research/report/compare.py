@@ -77,8 +77,8 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, statistic: str = "median"
             "significant": bool(not math.isnan(low) and (low > 0 or high < 0))}
 
 
-def describe(job: pd.Series | None) -> Any:
-    return None if job is None else job["overrides"]
+def field(job: pd.Series | None, column: str) -> Any:
+    return None if job is None else job[column]
 
 
 def point_name(job_a: pd.Series, job_b: pd.Series, treatment: list[str]) -> str:
@@ -101,20 +101,20 @@ def compare_folders(jobs: pd.DataFrame, label_a: str, label_b: str,
     pairs, treatment = align(side_a, side_b)
     pair_rows, differences = [], []
     for _, pair in pairs.iterrows():
-        job_a = side_a.loc[pair["a"]] if not pd.isna(pair["a"]) else None
-        job_b = side_b.loc[pair["b"]] if not pd.isna(pair["b"]) else None
-        pair_rows.append({"pair": point_name(job_a, job_b, treatment) if job_a is not None and job_b is not None
-                          else None, "a": label_a, "a_job": None if job_a is None else job_a["job"],
-                          "a_overrides": describe(job_a), "b": label_b,
-                          "b_job": None if job_b is None else job_b["job"], "b_overrides": describe(job_b),
-                          "treatment": " ".join(treatment), "matched": job_a is not None and job_b is not None})
-        if job_a is None or job_b is None:
+        job_a = None if pd.isna(pair["a"]) else side_a.loc[int(pair["a"])]
+        job_b = None if pd.isna(pair["b"]) else side_b.loc[int(pair["b"])]
+        matched = job_a is not None and job_b is not None
+        name = point_name(job_a, job_b, treatment) if matched else None
+        pair_rows.append({"pair": name, "a": label_a, "a_job": field(job_a, "job"),
+                          "a_overrides": field(job_a, "overrides"), "b": label_b, "b_job": field(job_b, "job"),
+                          "b_overrides": field(job_b, "overrides"), "treatment": " ".join(treatment),
+                          "matched": matched})
+        if not matched:
             continue
-        metrics_a = request_metrics(load_requests(job_a.to_frame().T))
-        metrics_b = request_metrics(load_requests(job_b.to_frame().T))
+        metrics_a = request_metrics(load_requests(side_a.loc[[int(pair["a"])]]))
+        metrics_b = request_metrics(load_requests(side_b.loc[[int(pair["b"])]]))
         for metric in sorted(set(metrics_a) & set(metrics_b)):
-            differences.append({"pair": point_name(job_a, job_b, treatment), "a_job": job_a["job"],
-                                "b_job": job_b["job"], "metric": metric,
+            differences.append({"pair": name, "a_job": job_a["job"], "b_job": job_b["job"], "metric": metric,
                                 **bootstrap_difference(metrics_a[metric], metrics_b[metric], statistic)})
     return pd.DataFrame(pair_rows), pd.DataFrame(differences)
 

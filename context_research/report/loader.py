@@ -28,8 +28,8 @@ UNRECORDED = "unrecorded"
 # per-job objects kept in the frame for the analyses, left out of jobs.csv
 OBJECT_COLUMNS = ("config", "override_map")
 # identity columns taken from the summary, or from the resolved config when a job wrote no summary
-IDENTITY = {"model": ("model", "name"), "engine": ("serving", "engine"),
-            "scheduler": ("scheduler", "name"), "benchmark": ("benchmark", "name")}
+IDENTITY = {"model": "model.name", "engine": "serving.engine", "scheduler": "scheduler.name",
+            "benchmark": "benchmark.name"}
 
 
 def find_job_dirs(folder: str | Path) -> list[Path]:
@@ -129,7 +129,7 @@ def job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
         "run_id": manifest.get("run_id"), "name": summary.get("name", manifest.get("name")),
     }
     for column, path in IDENTITY.items():
-        row[column] = summary.get(column, config_value(config, ".".join(path)))
+        row[column] = summary.get(column, config_value(config, path))
     row["gpu"] = gpu_name(manifest)
     row["overrides"] = " ".join(manifest.get("overrides") or [])
     row.update({k: v for k, v in config.items() if k != "name" and not isinstance(v, (dict, list))})
