@@ -143,7 +143,7 @@ def build_report(folders: list[str | Path], out: str | Path, table: str | None =
     jobs_section = Section("Jobs", ["One row per job (every column in jobs.csv); latency in ms, throughput per s.",
                                     Table(job_table)])
     requests = load_requests(jobs, columns=ECDF_COLUMNS)
-    for plot in (plots.latency_vs_prompt_len(jobs), plots.load_vs_concurrency(jobs), plots.latency_ecdf(requests, jobs)):
+    for plot in (plots.latency_vs_prompt_len(jobs), plots.load_sweep(jobs), plots.latency_ecdf(requests, jobs)):
         if plot is not None:
             jobs_section.blocks.append(save_plot(plot, out, report))
     sections.append(jobs_section)

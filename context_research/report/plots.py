@@ -24,6 +24,7 @@ from context_research.report.tables import column_value
 STYLE = "whitegrid"
 MEMORY_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "non_torch_gb")
 BUDGET_AXES = ("token_budget", "budget", "prompt_len")
+LOAD_AXES = {"concurrency": "concurrency (requests in flight)", "request_rate": "request rate (requests/s)"}
 
 
 @dataclass
@@ -136,12 +137,15 @@ def latency_vs_prompt_len(jobs: pd.DataFrame) -> Plot | None:
                 "Repeats at one length: mean with ±1 SD band.")
 
 
-def load_vs_concurrency(jobs: pd.DataFrame) -> Plot | None:
-    """Throughput (tokens/s), p95 latencies (ms) and goodput (requests/s) against concurrency."""
-    done = completed(jobs, "concurrency")
-    if "concurrency" not in done or done["concurrency"].nunique() < 2:
+def load_sweep(jobs: pd.DataFrame) -> Plot | None:
+    """Throughput (tokens/s), p95 latencies (ms) and goodput (requests/s) against the offered load:
+    concurrency (closed loop) or request rate (open loop), whichever the jobs sweep."""
+    axis = next((a for a in LOAD_AXES if a in jobs and completed(jobs, a)[a].nunique() > 1), None)
+    if axis is None:
         return None
-    done = done.assign(series=series_names(done, "concurrency"))
+    done = completed(jobs, axis)
+    done = done.assign(series=series_names(done, axis))
+    axis_label = LOAD_AXES[axis]
     hue = "series" if done["series"].nunique() > 1 else None  # drawn as line style in every panel
     panels = [("out_tok_s", "output throughput (tokens/s)"), ("total_tok_s", "total throughput (tokens/s)")]
     goodput = "goodput_req_s" if "goodput_req_s" in done and done["goodput_req_s"].notna().any() else "req_s"
@@ -149,25 +153,25 @@ def load_vs_concurrency(jobs: pd.DataFrame) -> Plot | None:
     figure, axes = new_figure(4, width=4.4)
     for ax, (column, label) in zip(axes, panels):
         if column in done:
-            sns.lineplot(data=done, x="concurrency", y=column, style=hue, color="0.25", marker="o", errorbar="sd",
+            sns.lineplot(data=done, x=axis, y=column, style=hue, color="0.25", marker="o", errorbar="sd",
                          ax=ax)
-        ax.set(xlabel="concurrency (requests in flight)", ylabel=label, title=label)
-        sweep_axis(ax, done["concurrency"])
-    latency = done.melt(id_vars=["concurrency", "series"],
+        ax.set(xlabel=axis_label, ylabel=label, title=label)
+        sweep_axis(ax, done[axis])
+    latency = done.melt(id_vars=[axis, "series"],
                         value_vars=[c for c in ("ttft_p95_ms", "tpot_p95_ms", "itl_p95_ms") if c in done],
                         var_name="metric", value_name="ms")
     latency["metric"] = latency["metric"].str.replace("_p95_ms", "").str.upper()
-    sns.lineplot(data=latency, x="concurrency", y="ms", hue="metric", style=hue, marker="o", errorbar="sd",
+    sns.lineplot(data=latency, x=axis, y="ms", hue="metric", style=hue, marker="o", errorbar="sd",
                  ax=axes[3])
-    axes[3].set(xlabel="concurrency (requests in flight)", ylabel="p95 latency (ms)", title="p95 latency (ms)")
+    axes[3].set(xlabel=axis_label, ylabel="p95 latency (ms)", title="p95 latency (ms)")
     plain_log_scale(axes[3], "y")
-    sweep_axis(axes[3], done["concurrency"])
+    sweep_axis(axes[3], done[axis])
     legend_outside(axes)
     context = setting(done)
-    figure.suptitle(f"Throughput, goodput and p95 latency vs concurrency — {context}")
-    return Plot("load_vs_concurrency", figure,
+    figure.suptitle(f"Throughput, goodput and p95 latency vs {axis.replace('_', ' ')} — {context}")
+    return Plot(f"load_vs_{axis}", figure,
                 f"Throughput (tokens/s), {'goodput' if goodput == 'goodput_req_s' else 'request rate'} (requests/s) "
-                f"and p95 TTFT/TPOT/ITL (ms, log scale) against concurrency; {context}.")
+                f"and p95 TTFT/TPOT/ITL (ms, log scale) against {axis_label}; {context}.")
 
 
 def scheduler_delta_plot(deltas: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:

@@ -2,7 +2,7 @@
 
 The floors themselves (DESIGN.md: decode step = bytes read / HBM bandwidth, prefill = FLOPs / peak
 matmul rate) are computed by the benchmark and written to summary.json as `ttft_floor_ms` and
-`tpot_floor_ms`; the report divides the measured p50 by them. A ratio the summary already holds is kept.
+`tpot_floor_ms`; the report divides the measured p50 by them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ def add_roofline_columns(jobs: pd.DataFrame) -> pd.DataFrame:
         floor, measured, ratio = f"{metric}_floor_ms", f"{metric}_p50_ms", ratio_column(metric)
         if floor not in jobs or measured not in jobs:
             continue
-        computed = pd.to_numeric(jobs[measured], errors="coerce") / pd.to_numeric(jobs[floor], errors="coerce")
-        jobs[ratio] = jobs[ratio].fillna(computed) if ratio in jobs else computed
+        jobs[ratio] = pd.to_numeric(jobs[measured], errors="coerce") / pd.to_numeric(jobs[floor], errors="coerce")
     return jobs
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from report_records import A_LENGTHS, B_LENGTHS
+from tests.report.report_records import A_LENGTHS, B_LENGTHS
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_E1 = ["experiment=e1", "output_len=4", "repeats=6", "benchmark.warmup=1",

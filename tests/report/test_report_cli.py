@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from report_records import A_LENGTHS, B_LENGTHS
+from tests.report.report_records import A_LENGTHS, B_LENGTHS
 
 from context_research.report.__main__ import main
 from context_research.report.tables import TABLES

@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from report_records import job_config, write_record
+from tests.report.report_records import job_config, write_record
 
 from context_research.report.goodput import attainment_by_load, distserve_goodput
 from context_research.report.loader import load_jobs

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 import yaml
-from report_records import A_LENGTHS, job_config, write_record
+from tests.report.report_records import A_LENGTHS, job_config, write_record
 
 from context_research.report.loader import load_jobs, load_requests
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from report_records import job_config, write_record
+from tests.report.report_records import job_config, write_record
 
 from context_research.report.build import build_report
 

@@ -1,7 +1,7 @@
 """Repeat variance across seeds: CV of the TTFT and TPOT p50, flagged above 5%."""
 
 import pytest
-from report_records import job_config, write_record
+from tests.report.report_records import job_config, write_record
 
 from context_research.report.loader import load_jobs
 from context_research.report.repeats import repeat_variance
