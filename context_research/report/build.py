@@ -2,7 +2,8 @@
 
     out/report.md  out/report.html  out/jobs.csv  out/plots/*.png|svg
     out/summary.csv | memory.csv     the experiment's table (tables.TABLES)
-    out/sweep.json                   where the multirun's wall time went (one object per multirun folder)
+    out/sweep.json                   where the multirun's wall time went (an object; a list of them when the
+                                     folders hold several multiruns)
     out/repeats.csv  out/ab.csv  out/ab_pairs.csv  out/scheduler_deltas.csv  out/goodput.csv  (when they apply)
 
 The first folder is the A of every A/B; each later folder running the same experiment is a B.
