@@ -55,6 +55,7 @@ def present_columns(frame: pd.DataFrame, columns) -> list[str]:
 def runs_section(jobs: pd.DataFrame) -> Section:
     counts = jobs.groupby(["label", "folder"], sort=False)["status"].value_counts().unstack(fill_value=0)
     counts.insert(0, "jobs", counts.sum(axis=1))
+    counts.columns.name = None
     section = Section("Runs", [Table(counts.reset_index())])
     for column in ("model", "engine", "scheduler", "gpu"):
         values = ", ".join(str(v) for v in dict.fromkeys(jobs[column].dropna()))
