@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_config, manifests
+from tests.conftest import compose_config, manifests
 from hydra.utils import instantiate
 
 from context_research.serving.schedulers.aggregated import AggregatedScheduler

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from tests.conftest import REPO
 
 from context_research.benchmarks.throughput_vs_raw import compare
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_config
+from tests.conftest import compose_config
 
 from context_research.config import ConfigError, validate
 from context_research.records.callback import sweep_job_overrides
@@ -41,7 +41,7 @@ def test_length_bound_uses_the_longest_length_a_distribution_gives() -> None:
 
 def test_e2_preset_is_the_whole_sweep_in_one_command() -> None:
     cfg = compose_config(["experiment=e2"], return_hydra_config=True)
-    jobs = sweep_job_overrides(cfg)
+    jobs = [job for _, job in sweep_job_overrides(cfg)]
     points = {(job[0], job[1]) for job in jobs}
     assert len(jobs) == 18
     assert points == {(f"prompt_len={p}", f"concurrency={c}") for p in (1024, 8192) for c in E2_CONCURRENCY}
@@ -51,7 +51,7 @@ def test_e2_command_line_narrows_the_preset_sweep() -> None:
     cfg = compose_config(["experiment=e2"], return_hydra_config=True)
     # what `launch.py -m experiment=e2 concurrency=1,4 prompt_len=16` hands the callback
     cfg.hydra.overrides.task = ["experiment=e2", "concurrency=1,4", "prompt_len=16"]
-    jobs = sweep_job_overrides(cfg)
+    jobs = [job for _, job in sweep_job_overrides(cfg)]
     assert [job[:2] for job in jobs] == [["prompt_len=16", "concurrency=1"], ["prompt_len=16", "concurrency=4"]]
 
 
@@ -63,3 +63,12 @@ def test_e2_sends_three_rounds_and_measures_the_middle(concurrency: int, request
     assert benchmark.workload.num_requests == requests
     assert benchmark.arrival.warmup_requests == benchmark.arrival.cooldown_requests == concurrency
     assert (benchmark.workload.output_len.mean, benchmark.slo.ttft_ms) == (256, 2000)
+
+
+def test_an_invalid_point_of_the_preset_sweep_stops_it_before_any_job(run_launch) -> None:
+    # the tiny model holds 4096 positions: E2's 8192-token point is invalid, 1024 is fine
+    process, root = run_launch("-m", "experiment=e2", "concurrency=1")
+    assert process.returncode == 2
+    assert "error: prompt_len=8192: prompt_len + output_len (8448)" in process.stderr
+    assert "prompt_len=1024" not in process.stderr
+    assert not list(root.glob("sweep/**/manifest.json"))

@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from conftest import compose_config
+from tests.conftest import compose_config
 from hydra.utils import instantiate
 
 from context_research.serving import event_loop
