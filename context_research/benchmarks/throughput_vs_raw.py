@@ -4,12 +4,12 @@
         serving=vllm --output results/h200/e2/throughput_vs_raw.json
 
 The engine is built the way `launch.py` builds it (same config groups, validation and engine
-cache). Then, `--repeats` times, the same `--num-requests` synthetic requests (`--prompt-len` in,
-`--output-len` out, greedy, EOS ignored) go through `scheduler.generate_batch` (routing, result
-conversion, per-request timelines) and through `LLM.generate` on the same engine's `vllm.LLM`
-object (`backend.llm`) with the same token prompts and sampling parameters, alternating which
-goes first. The prefix cache is reset before every pass, so neither side reuses the other's
-prefill. Output tokens per second of each side is its output tokens over its wall time; the
+cache), with `serving.interface=offline` so it holds a `vllm.LLM`. Then, `--repeats` times, the
+same `--num-requests` synthetic requests (`--prompt-len` in, `--output-len` out, greedy, EOS
+ignored) go through `scheduler.generate_batch` (routing, result conversion, per-request
+timelines) and through `LLM.generate` on that same `LLM` object (`backend.llm`) with the same
+token prompts and the sampling parameters the backend builds, alternating which goes first. The
+prefix cache is reset before every pass, so neither side reuses the other's prefill. Output tokens per second of each side is its output tokens over its wall time; the
 figures are the medians over the repeats and ratio = harness / raw (acceptance: >= 0.97).
 """
 
@@ -37,16 +37,20 @@ def batch_requests(model: Any, count: int, prompt_len: int, output_len: int, see
                               metadata={"ignore_eos": True}) for i, ids in enumerate(prompts)]
 
 
-def raw_generate(llm: Any, requests: list[GenerationRequest]) -> Callable[[], int]:
-    """Plain vLLM: `LLM.generate` on token prompts; returns a pass that gives its output tokens."""
+def raw_generate(backend: Any, requests: list[GenerationRequest]) -> Callable[[], int]:
+    """Plain vLLM: `LLM.generate` on the backend's `vllm.LLM` with token prompts and the sampling
+    parameters the backend would use; returns a pass that gives its output tokens."""
     from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
 
-    prompts = [{"prompt_token_ids": r.prompt_token_ids} for r in requests]
-    params = [SamplingParams(max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                             seed=r.seed if r.temperature > 0 else None, ignore_eos=True) for r in requests]
+    from context_research.serving.backends.vllm import sampling_arguments
+
+    detokenize = backend.tokenizer is not None
+    prompts = [TokensPrompt(prompt_token_ids=r.prompt_token_ids) for r in requests]
+    params = [SamplingParams(**sampling_arguments(r, detokenize)) for r in requests]
 
     def run() -> int:
-        outputs = llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        outputs = backend.llm.generate(prompts, params, use_tqdm=False)
         return sum(len(output.outputs[0].token_ids) for output in outputs)
 
     return run
@@ -100,9 +104,10 @@ def run(overrides: list[str], output: Path, num_requests: int, prompt_len: int, 
     lengths = [f"prompt_len={prompt_len}", f"output_len={output_len}"]
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*lengths, *overrides])
-    validate(cfg)
     if cfg.serving.engine != "vllm":
         raise ConfigError("serving", cfg.serving.engine, "vllm (the raw side is vllm.LLM.generate)")
+    cfg.serving.interface = "offline"  # the engine holds the vllm.LLM both sides use
+    validate(cfg)
     scheduler = instantiate(cfg.scheduler)
     engines, start_s = build_engines(cfg, scheduler)
     try:
@@ -111,9 +116,9 @@ def run(overrides: list[str], output: Path, num_requests: int, prompt_len: int, 
         requests = batch_requests(cfg.model, num_requests, prompt_len, output_len, cfg.seed)
         warm = requests[:min(8, len(requests))]
         harness_generate(scheduler, warm)()  # kernels and allocator pools ready on both paths
-        raw_generate(backend.llm, warm)()
-        figures = compare(harness_generate(scheduler, requests), raw_generate(backend.llm, requests),
-                          backend.llm.reset_prefix_cache, repeats)
+        raw_generate(backend, warm)()
+        figures = compare(harness_generate(scheduler, requests), raw_generate(backend, requests),
+                          backend.reset_prefix_cache, repeats)
         payload = {**figures, "num_requests": num_requests, "prompt_len": prompt_len, "output_len": output_len,
                    "repeats": repeats, "model": cfg.model.name, "overrides": overrides,
                    "engine_key": backend.engine_key, "engine": backend.describe(), "engine_start_s": start_s,

@@ -13,7 +13,8 @@ figures are the rates the engine sustained while the measured requests ran:
                     good requests / duration
     concurrency     requests in the system (arrival -> last token): peak and time-weighted mean
     kv_load         tokens in flight (dispatched and unfinished: prompt + outputs so far) / the
-                    engine's KV capacity in tokens: peak and time-weighted mean; NaN without a capacity
+                    engine's KV capacity in tokens: peak and time-weighted mean; NaN without a
+                    capacity (preemptions come from the engine's step log: `app.engine_step_summary`)
 
 Rows are requests.parquet rows (`profiling.latency.request_row`): times in seconds from one origin.
 A streamed output that carried several tokens has them spread evenly from the output before it.
@@ -143,13 +144,6 @@ def kv_load(rows: pd.DataFrame, t0: float, t1: float, capacity_tokens: float | N
             "kv_load_peak": peak / capacity, "kv_load": mean / capacity}
 
 
-def preemptions(rows: pd.DataFrame) -> float:
-    """Preemptions summed over the requests whose engine reports them; NaN if none does."""
-    if "num_preemptions" not in rows or rows["num_preemptions"].isna().all():
-        return math.nan
-    return float(rows["num_preemptions"].sum())
-
-
 def load_summary(rows: pd.DataFrame, slo: Any, kv_capacity_tokens: float | None) -> dict[str, Any]:
     """Every figure of this module for one run."""
     summary = window_throughput(rows)
@@ -159,5 +153,4 @@ def load_summary(rows: pd.DataFrame, slo: Any, kv_capacity_tokens: float | None)
     summary.update(slo_figures(rows, slo, summary["req_s"]))
     summary.update(concurrency(rows, t0, t1))
     summary.update(kv_load(rows, t0, t1, kv_capacity_tokens))
-    summary["num_preemptions"] = preemptions(rows)
     return summary

@@ -41,8 +41,9 @@ def synthetic_requests(workload: Any, id_range: tuple[int, int], prefix: str = "
     """`workload.num_requests` requests with seeded prompt and output lengths (`workload.prompt_len`,
     `workload.output_len`: length distributions) and seeded token ids. The first
     `workload.shared_prefix_len` ids are the same in every prompt; the rest are drawn per prompt,
-    so no two prompts share more. Outputs run to their full length (`ignore_eos`)."""
-    rng = np.random.default_rng(workload.seed)
+    so no two prompts share more. Outputs run to their full length (`ignore_eos`). Seeded by
+    (seed, prompt length), like `synthetic_prompts`: jobs at other lengths share no prefix."""
+    rng = np.random.default_rng([workload.seed, workload.prompt_len.mean])
     count = workload.num_requests
     shared = rng.integers(id_range[0], id_range[1], size=workload.shared_prefix_len, dtype=np.int64).tolist()
     prompt_lens = sample_lengths(workload.prompt_len, count, rng)

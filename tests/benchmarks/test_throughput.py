@@ -16,7 +16,7 @@ from context_research.serving.schedulers.aggregated import AggregatedScheduler
 
 LOAD_FIELDS = ("req_s", "out_tok_s", "total_tok_s", "ttft_p95_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p95_ms",
                "queue_wait_p95_ms", "slo_attainment", "goodput_req_s", "peak_concurrency", "mean_concurrency",
-               "kv_tokens_peak", "kv_load", "kv_load_peak", "num_preemptions", "concurrency", "prompt_len")
+               "kv_tokens_peak", "kv_load", "kv_load_peak", "concurrency", "prompt_len")
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,23 @@ def test_e2_sweep_on_cpu_leaves_completed_records(run_launch) -> None:
         assert requests["phase"].value_counts().to_dict() == {
             "measure": 16 - 2 * concurrency, "warmup": concurrency, "cooldown": concurrency}
         assert (requests["queue_wait_ms"] >= 0).all()
+
+
+@pytest.mark.gpu
+def test_e2_sweep_on_vllm_reports_the_kv_load(run_launch) -> None:
+    from tests.serving.test_vllm_gpu import TINY_VLLM
+
+    process, root = run_launch("-m", "experiment=e2", "concurrency=1,8", "prompt_len=256", "output_len=32",
+                               *TINY_VLLM, timeout=600)
+    assert process.returncode == 0, process.stderr[-4000:]
+    records = manifests(root / "sweep")
+    assert [m["status"] for m in records] == ["completed", "completed"]
+    for manifest, concurrency in zip(records, (1, 8)):
+        summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+        assert summary["concurrency"] == concurrency and summary["passed"]
+        assert summary["kv_capacity_tokens"] == manifest["engines"]["aggregated"]["kv_capacity_tokens"] > 0
+        assert 0 < summary["kv_load"] <= summary["kv_load_peak"]
+        assert summary["peak_concurrency"] == concurrency  # AsyncLLM: every request in flight at once
+        assert summary["num_preemptions"] == 0  # a tiny load fits the cache
+        requests = pd.read_parquet(Path(manifest["_dir"]) / "requests.parquet")
+        assert (requests["num_cached_tokens"] == 0).all()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from tests.conftest import REPO
+from tests.serving.test_vllm_gpu import TINY_VLLM
 
 from context_research.benchmarks.throughput_vs_raw import compare
 
@@ -35,12 +36,13 @@ def test_compare_alternates_resets_and_takes_medians() -> None:
 def test_throughput_vs_raw_on_vllm(tmp_path, model_cache) -> None:
     output = tmp_path / "throughput_vs_raw.json"
     process = subprocess.run(
-        [sys.executable, "-m", "context_research.benchmarks.throughput_vs_raw", "model=tiny_qwen3",
-         "serving=vllm", f"paths.cache_dir={model_cache}", "--output", str(output), "--num-requests", "32",
+        [sys.executable, "-m", "context_research.benchmarks.throughput_vs_raw", *TINY_VLLM,
+         f"paths.cache_dir={model_cache}", "--output", str(output), "--num-requests", "32",
          "--prompt-len", "64", "--output-len", "16", "--repeats", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert output.exists(), process.stderr[-3000:]
     figures = json.loads(output.read_text())
+    assert figures["engine"]["interface"] == "offline" and figures["engine"]["kv_capacity_tokens"] > 0
     assert {t["output_tokens"] for t in figures["trials"]} == {32 * 16}  # both sides ran every token
     assert figures["harness_tok_s"] > 0 and figures["raw_tok_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["harness_tok_s"] / figures["raw_tok_s"])

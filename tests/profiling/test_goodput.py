@@ -92,7 +92,6 @@ def test_concurrency_and_kv_load() -> None:
     assert figures["kv_load"] == pytest.approx(155.5 / 400)
     no_capacity = load_summary(frame(*SIMPLE), slo(), kv_capacity_tokens=None)
     assert math.isnan(no_capacity["kv_load"]) and no_capacity["kv_tokens_peak"] == 62
-    assert math.isnan(no_capacity["num_preemptions"])
 
 
 def test_warmup_and_cooldown_count_as_load_inside_the_window_only() -> None:
@@ -109,12 +108,6 @@ def test_warmup_and_cooldown_count_as_load_inside_the_window_only() -> None:
     assert summary["req_s"] == pytest.approx(3 / 3.5)
     assert summary["out_tok_s"] == pytest.approx(7 / 3.5)
     assert summary["total_tok_s"] == pytest.approx(17 / 3.5)
-
-
-def test_preemptions_summed_where_reported() -> None:
-    first, second = result("a", 0, 0, [1.0], 4), result("b", 0, 0, [2.0], 4)
-    first.metadata["num_preemptions"], second.metadata["num_preemptions"] = 2, 1
-    assert load_summary(frame((first, "measure"), (second, "measure")), slo(), 10)["num_preemptions"] == 3
 
 
 def test_token_clock_spreads_multi_token_outputs() -> None:
