@@ -19,10 +19,10 @@ def test_throughput_benchmark_composes_and_validates() -> None:
 
 
 @pytest.mark.parametrize("override, key", [
-    ("benchmark.arrival.process=burst", "benchmark.process"),
+    ("benchmark.arrival.process=burst", "benchmark.arrival.process"),
     ("benchmark.arrival.warmup_requests=4", "benchmark.arrival.warmup_requests"),
-    ("benchmark.workload.prompt_len.distribution=normal", "benchmark.low"),
-    ("benchmark.slo.ttft_ms=0", "benchmark.ttft_ms"),
+    ("benchmark.workload.prompt_len.distribution=normal", "benchmark.workload.prompt_len.low"),
+    ("benchmark.slo.ttft_ms=0", "benchmark.slo.ttft_ms"),
     ("prompt_len=4090", "prompt_len"),  # 4090 + 16 > the tiny model's 4096 positions
 ])
 def test_bad_throughput_values_are_one_line_errors(override: str, key: str) -> None:
