@@ -15,7 +15,7 @@ from context_research.serving import event_loop
 from context_research.serving.backends.base import GenerationRequest
 
 # (prompt length, output budget): ragged prompts, ragged outputs, a one-token output
-SHAPES = [(5, 6), (17, 3), (9, 8), (30, 5), (12, 1)]
+SHAPES = [(5, 4), (17, 2), (9, 5), (30, 3), (12, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,12 @@ def engine(model_cache):
     backend.stop()
 
 
+@pytest.fixture(scope="module")
+def unbatched(engine) -> dict[str, list[int]]:
+    """Each request's greedy output run alone."""
+    return {r.request_id: engine.generate(r).output_token_ids for r in make_requests()}
+
+
 def make_requests(ignore_eos: bool = True) -> list[GenerationRequest]:
     rng = np.random.default_rng(0)
     return [GenerationRequest(request_id=f"r{i}", prompt_token_ids=rng.integers(3, 8000, size=n).tolist(),
@@ -34,11 +40,10 @@ def make_requests(ignore_eos: bool = True) -> list[GenerationRequest]:
             for i, (n, m) in enumerate(SHAPES)]
 
 
-def test_batched_greedy_outputs_equal_unbatched(engine) -> None:
-    single = [engine.generate(r) for r in make_requests()]
+def test_batched_greedy_outputs_equal_unbatched(engine, unbatched) -> None:
     batched = engine.generate_batch(make_requests())
-    assert [r.request_id for r in batched] == [r.request_id for r in single]
-    assert [r.output_token_ids for r in batched] == [r.output_token_ids for r in single]
+    assert [r.request_id for r in batched] == list(unbatched)
+    assert [r.output_token_ids for r in batched] == list(unbatched.values())
     assert [r.completion_tokens for r in batched] == [m for _, m in SHAPES]
     assert [r.metadata["batch_size"] for r in batched] == [3, 3, 3, 2, 2]  # max_batch_size=3
 
@@ -52,19 +57,17 @@ def test_each_request_in_a_batch_keeps_its_own_timeline(engine) -> None:
         assert result.dispatch_time < result.first_token_time == result.token_times[0]
         assert result.last_token_time == result.token_times[-1]
         assert np.all(np.diff(result.token_times) > 0)
-    # r1 stops after 3 tokens while r2 runs to 8 in the same batch
+    # r1 stops after 2 tokens while r2 runs to 5 in the same batch
     assert first_batch[1].last_token_time < first_batch[2].last_token_time
     assert results[3].dispatch_time >= max(r.last_token_time for r in first_batch)  # the next batch
 
 
-def test_async_worker_batches_queued_requests(engine) -> None:
-    single = {r.request_id: engine.generate(r).output_token_ids for r in make_requests()}
-
+def test_async_worker_batches_queued_requests(engine, unbatched) -> None:
     async def all_in_flight():
         return await asyncio.gather(*(engine.generate_async(r) for r in make_requests()))
 
     results = event_loop.run(all_in_flight())
-    assert {r.request_id: r.output_token_ids for r in results} == single
+    assert {r.request_id: r.output_token_ids for r in results} == unbatched
     assert max(r.metadata["batch_size"] for r in results) > 1
     assert all(r.metadata["batch_size"] <= 3 for r in results)
 
