@@ -14,10 +14,12 @@ figures are the rates the engine sustained while the measured requests ran:
     concurrency     requests in the system (arrival -> last token): peak and time-weighted mean
     kv_load         tokens in flight (dispatched and unfinished: prompt + outputs so far) / the
                     engine's KV capacity in tokens: peak and time-weighted mean; NaN without a
-                    capacity (preemptions come from the engine's step log: `app.engine_step_summary`)
+                    capacity. Above 1 the load asks for more KV than the cache holds, so requests
+                    wait or are preempted (preemptions come from the engine's step log)
 
 Rows are requests.parquet rows (`profiling.latency.request_row`): times in seconds from one origin.
-A streamed output that carried several tokens has them spread evenly from the output before it.
+Where the output times are fewer than the tokens (several tokens per streamed output, or an
+offline batch that knows only the first and last token times), the tokens are spread evenly along them.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ import pandas as pd
 from context_research.profiling.phases import MEASURE
 
 
-def token_clock(token_times: Any, completion_tokens: int) -> np.ndarray:
-    """The arrival time of each of `completion_tokens` output tokens, from the streamed outputs'
-    times (exact when there is one output per token)."""
-    times = np.asarray(token_times, dtype=np.float64)
-    if completion_tokens <= 0 or times.size == 0:
+def token_clock(token_times: Any, completion_tokens: int, first: float, last: float) -> np.ndarray:
+    """The arrival time of each of `completion_tokens` output tokens, from the outputs' times
+    (exact when there is one output per token), or from the first and last token times alone."""
+    if completion_tokens <= 0:
         return np.empty(0)
+    times = np.asarray(token_times, dtype=np.float64)
+    if times.size == 0:
+        times = np.array([first, last]) if completion_tokens > 1 else np.array([last])
     if times.size == completion_tokens:
         return times
     return np.interp(np.linspace(0, times.size - 1, completion_tokens), np.arange(times.size), times)
@@ -59,8 +63,8 @@ def window_throughput(rows: pd.DataFrame) -> dict[str, Any]:
     inside = lambda times: (times > t0) & (times <= t1)  # noqa: E731
     completions = int(inside(ok["last_token_s"]).sum())
     prompt_tokens = int(ok.loc[inside(ok["first_token_s"]), "prompt_tokens"].sum())
-    output_tokens = int(sum(inside(token_clock(times, n)).sum()
-                            for times, n in zip(ok["token_times_s"], ok["completion_tokens"])))
+    output_tokens = int(sum(inside(token_clock(*timeline)).sum() for timeline in zip(
+        ok["token_times_s"], ok["completion_tokens"], ok["first_token_s"], ok["last_token_s"])))
     duration = t1 - t0
 
     def rate(count: int) -> float:
@@ -134,7 +138,7 @@ def kv_load(rows: pd.DataFrame, t0: float, t1: float, capacity_tokens: float | N
     times, deltas = [], []
     for row in ok.itertuples(index=False):
         held = row.prompt_tokens + row.completion_tokens
-        clock = token_clock(row.token_times_s, row.completion_tokens)
+        clock = token_clock(row.token_times_s, row.completion_tokens, row.first_token_s, row.last_token_s)
         times += [np.array([row.dispatch_s, row.last_token_s]), clock]
         deltas += [np.array([row.prompt_tokens, -held], dtype=float), np.ones(clock.size)]
     peak, mean = (step_peak_mean(np.concatenate(times), np.concatenate(deltas), t0, t1) if times

@@ -111,9 +111,19 @@ def test_warmup_and_cooldown_count_as_load_inside_the_window_only() -> None:
 
 
 def test_token_clock_spreads_multi_token_outputs() -> None:
-    assert token_clock([1.0, 2.0], 2).tolist() == [1.0, 2.0]
-    assert np.allclose(token_clock([1.0, 3.0], 4), [1.0, 5 / 3, 7 / 3, 3.0])
-    assert token_clock([], 0).size == 0
+    assert token_clock([1.0, 2.0], 2, 1.0, 2.0).tolist() == [1.0, 2.0]
+    assert np.allclose(token_clock([1.0, 3.0], 4, 1.0, 3.0), [1.0, 5 / 3, 7 / 3, 3.0])
+    # an offline batch knows only the first and last token times
+    assert np.allclose(token_clock([], 3, 2.0, 4.0), [2.0, 3.0, 4.0])
+    assert token_clock([], 1, 2.0, 2.0).tolist() == [2.0]
+    assert token_clock([], 0, math.nan, math.nan).size == 0
+
+
+def test_offline_results_without_token_times_still_count_their_tokens() -> None:
+    offline = result("o", 0.0, 0.0, [1.0, 2.0, 3.0, 4.0], prompt=8)
+    offline.token_times = []  # vLLM's LLM.generate: first and last token times only
+    summary = summarize(frame((offline, "measure")))
+    assert summary["output_tokens"] == 4 and summary["out_tok_s"] == pytest.approx(1.0)
 
 
 def test_step_function_applies_simultaneous_changes_together() -> None:
