@@ -1,12 +1,15 @@
 """Configuration: dataclass schemas (registered in Hydra's ConfigStore) and their validation.
 
-Importing this package registers the schemas; it imports neither torch nor vLLM.
+Importing this package registers the schemas and the `cr.*` resolvers; it imports neither torch nor
+vLLM.
 """
 
 from context_research.config.errors import ConfigError
+from context_research.config.resolvers import register_resolvers
 from context_research.config.store import register_schemas
 from context_research.config.validation import one_line, validate
 
 register_schemas()
+register_resolvers()
 
-__all__ = ["ConfigError", "one_line", "register_schemas", "validate"]
+__all__ = ["ConfigError", "one_line", "register_resolvers", "register_schemas", "validate"]

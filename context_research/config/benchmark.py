@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
-from context_research.config.errors import require
+from context_research.config.errors import require, require_choice
 
 
 @dataclass
@@ -51,3 +52,121 @@ class LatencyBenchmarkConfig:
     def __post_init__(self) -> None:
         require(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
         require(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
+
+
+LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "normal")
+ARRIVAL_PROCESSES = ("closed", "poisson", "gamma", "all_at_once")
+
+
+@dataclass
+class LengthConfig:
+    """A token-length distribution: `fixed` (always `mean`), `uniform` (integers in [low, high]) or
+    `normal` (round(N(mean, std)) clipped to [low, high])."""
+
+    distribution: str = "fixed"
+    mean: int = 64
+    std: float = 0.0
+    low: Optional[int] = None
+    high: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        require_choice("distribution", self.distribution, LENGTH_DISTRIBUTIONS)
+        require(self.mean >= 1, "mean", self.mean, "an integer >= 1")
+        if self.distribution == "fixed":
+            return
+        require(self.low is not None and self.low >= 1, "low", self.low,
+                f"an integer >= 1 (a {self.distribution} length needs low and high)")
+        require(self.high is not None and self.high >= self.low, "high", self.high,
+                f"an integer >= low ({self.low})")
+        if self.distribution == "normal":
+            require(self.std > 0, "std", self.std, "a number > 0 for a normal length")
+
+    @property
+    def shortest(self) -> int:
+        return self.mean if self.distribution == "fixed" else int(self.low)
+
+    @property
+    def longest(self) -> int:
+        return self.mean if self.distribution == "fixed" else int(self.high)
+
+
+@dataclass
+class LoadWorkloadConfig:
+    """Synthetic requests for load: seeded lengths and token ids, optionally a shared prefix (the
+    first `shared_prefix_len` tokens of every prompt are the same, for prefix caching)."""
+
+    prompt_len: LengthConfig = field(default_factory=LengthConfig)
+    output_len: LengthConfig = field(default_factory=lambda: LengthConfig(mean=16))
+    shared_prefix_len: int = 0
+    num_requests: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.num_requests >= 1, "num_requests", self.num_requests, "an integer >= 1")
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        shortest = self.prompt_len.shortest
+        require(0 <= self.shared_prefix_len <= shortest, "shared_prefix_len", self.shared_prefix_len,
+                f"an integer from 0 to the shortest prompt ({shortest})")
+
+
+@dataclass
+class ArrivalConfig:
+    """When requests arrive. `closed`: `concurrency` requests in flight, the next sent when one
+    finishes. `poisson`: open loop at `rate` req/s. `gamma`: open loop at `rate` req/s with gamma
+    inter-arrivals of shape `burstiness` (1 = Poisson, < 1 burstier, > 1 steadier). `all_at_once`:
+    an offline batch. The run ends after `num_requests` or `duration_s`, whichever comes first;
+    the first `warmup_requests` and last `cooldown_requests` sent are excluded from the figures."""
+
+    process: str = "closed"
+    concurrency: int = 1
+    rate: float = 1.0
+    burstiness: float = 1.0
+    duration_s: Optional[float] = None
+    warmup_requests: int = 0
+    cooldown_requests: int = 0
+
+    def __post_init__(self) -> None:
+        require_choice("process", self.process, ARRIVAL_PROCESSES)
+        require(self.concurrency >= 1, "concurrency", self.concurrency, "an integer >= 1")
+        require(self.rate > 0, "rate", self.rate, "requests per second > 0")
+        require(self.burstiness > 0, "burstiness", self.burstiness, "a gamma shape > 0 (1 = Poisson)")
+        require(self.duration_s is None or self.duration_s > 0, "duration_s", self.duration_s,
+                "seconds > 0, or null (bounded by the request count only)")
+        require(self.warmup_requests >= 0, "warmup_requests", self.warmup_requests, "an integer >= 0")
+        require(self.cooldown_requests >= 0, "cooldown_requests", self.cooldown_requests, "an integer >= 0")
+
+
+@dataclass
+class SLOConfig:
+    """Service-level objectives in ms (null = not applied). With `include_queue_wait` the TTFT and
+    E2E objectives are judged from arrival (queue_wait + TTFT, queue_wait + E2E), as a user sees them."""
+
+    ttft_ms: Optional[float] = None
+    tpot_ms: Optional[float] = None
+    e2e_ms: Optional[float] = None
+    include_queue_wait: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            value = getattr(self, key)
+            require(value is None or value > 0, key, value, "milliseconds > 0, or null")
+
+
+@dataclass
+class ThroughputBenchmarkConfig:
+    """Many requests in flight: throughput, goodput, latency under load, KV-capacity load."""
+
+    _target_: str = "context_research.benchmarks.throughput.ThroughputBenchmark"
+    name: str = "throughput"
+    workload: LoadWorkloadConfig = field(default_factory=LoadWorkloadConfig)
+    arrival: ArrivalConfig = field(default_factory=ArrivalConfig)
+    slo: SLOConfig = field(default_factory=SLOConfig)
+
+    def __post_init__(self) -> None:
+        if self.arrival.process == "all_at_once":
+            require(self.arrival.duration_s is None, "arrival.duration_s", self.arrival.duration_s,
+                    "null for all_at_once (an offline batch is bounded by its request count)")
+        excluded = self.arrival.warmup_requests + self.arrival.cooldown_requests
+        require(excluded < self.workload.num_requests, "arrival.warmup_requests", self.arrival.warmup_requests,
+                f"warmup_requests + cooldown_requests ({excluded}) must be < workload.num_requests "
+                f"({self.workload.num_requests})")

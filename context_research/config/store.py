@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from context_research.config.benchmark import LatencyBenchmarkConfig
+from context_research.config.benchmark import LatencyBenchmarkConfig, ThroughputBenchmarkConfig
 from context_research.config.collectors import CollectorsConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
@@ -22,6 +22,7 @@ SCHEMAS = {
     "serving_vllm": VLLMServingConfig,
     "scheduler_aggregated": AggregatedSchedulerConfig,
     "benchmark_latency": LatencyBenchmarkConfig,
+    "benchmark_throughput": ThroughputBenchmarkConfig,
     "collectors": CollectorsConfig,
     "paths": PathsConfig,
 }

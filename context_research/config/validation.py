@@ -59,9 +59,15 @@ def _check_lengths(cfg: DictConfig, typed: dict[str, Any]) -> None:
     limit, key = max_model_len(typed)
     require(limit <= typed["model"].max_positions, key, limit,
             f"at most the model's {typed['model'].max_positions} positions")
-    total = workload.prompt_len + workload.output_len
-    require(total <= limit, "prompt_len", workload.prompt_len,
+    prompt, output = _longest(workload.prompt_len), _longest(workload.output_len)
+    total = prompt + output
+    require(total <= limit, "prompt_len", prompt,
             f"prompt_len + output_len ({total}) must be <= {key} ({limit})")
+
+
+def _longest(length: Any) -> int:
+    """A length as an integer, or the longest a length distribution can give."""
+    return length if isinstance(length, int) else length.longest
 
 
 def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:

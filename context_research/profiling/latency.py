@@ -2,7 +2,8 @@
 
 TTFT = first_token - dispatch; queue_wait = dispatch - arrival; TPOT = (last_token - first_token) /
 (output_tokens - 1), request-weighted; ITL = each gap between consecutive streamed outputs, pooled
-over requests; E2E = last_token - dispatch. Throughput is over first dispatch -> last completion.
+over requests; E2E = last_token - dispatch. Throughput is over the measurement window, first
+dispatch -> last completion of the measured requests (`profiling.goodput`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from context_research.profiling.goodput import window_throughput
+from context_research.profiling.phases import COOLDOWN, MEASURE, WARMUP
 from context_research.serving.backends.base import GenerationResult
-
-MEASURE = "measure"
-WARMUP = "warmup"
 
 
 def request_row(result: GenerationResult, phase: str, origin: float) -> dict[str, Any]:
@@ -77,6 +77,7 @@ def summarize(rows: pd.DataFrame, percentiles: Iterable[float] = (50, 90, 95, 99
         "n_ok": int(len(good)),
         "n_errors": int(len(measured) - len(good)),
         "n_warmup": int((rows["phase"] == WARMUP).sum()) if len(rows) else 0,
+        "n_cooldown": int((rows["phase"] == COOLDOWN).sum()) if len(rows) else 0,
     }
     ms_columns = [c for c in rows.columns if c.endswith("_ms") and c != "itl_ms"
                   and pd.api.types.is_numeric_dtype(rows[c])]
@@ -84,14 +85,7 @@ def summarize(rows: pd.DataFrame, percentiles: Iterable[float] = (50, 90, 95, 99
         summary.update(percentile_stats(good[column] if len(good) else [], column[:-3], percentiles))
     itl = [gap for gaps in good["itl_ms"] for gap in gaps] if len(good) else []
     summary.update(percentile_stats(itl, "itl", percentiles))
-    if len(good):
-        duration = float(good["last_token_s"].max() - good["dispatch_s"].min())
-        out_tokens = int(good["completion_tokens"].sum())
-        in_tokens = int(good["prompt_tokens"].sum())
-        summary.update(duration_s=duration, prompt_tokens=in_tokens, output_tokens=out_tokens,
-                       req_s=len(good) / duration if duration > 0 else math.nan,
-                       out_tok_s=out_tokens / duration if duration > 0 else math.nan,
-                       total_tok_s=(in_tokens + out_tokens) / duration if duration > 0 else math.nan)
+    summary.update(window_throughput(rows) if len(good) else {})
     return summary
 
 

@@ -1,1 +1,1 @@
-"""Workloads: synthetic prompts of exact token lengths (and, later, arrival processes)."""
+"""Workloads: synthetic prompts of exact token lengths, length distributions, arrival processes."""

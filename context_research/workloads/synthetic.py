@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from context_research.serving.backends.base import GenerationRequest
+from context_research.workloads.lengths import sample_lengths
 
 SPECIAL_ID_FLOOR = 1000  # ids at or above this that a config names are specials at the top of the vocab
 
@@ -34,6 +35,26 @@ def synthetic_prompts(count: int, prompt_len: int, id_range: tuple[int, int], se
     rng = np.random.default_rng([seed, prompt_len])
     ids = rng.integers(id_range[0], id_range[1], size=(count, prompt_len), dtype=np.int64)
     return ids.tolist()
+
+
+def synthetic_requests(workload: Any, id_range: tuple[int, int], prefix: str = "q") -> list[GenerationRequest]:
+    """`workload.num_requests` requests with seeded prompt and output lengths (`workload.prompt_len`,
+    `workload.output_len`: length distributions) and seeded token ids. The first
+    `workload.shared_prefix_len` ids are the same in every prompt; the rest are drawn per prompt,
+    so no two prompts share more. Outputs run to their full length (`ignore_eos`). Seeded by
+    (seed, prompt length), like `synthetic_prompts`: jobs at other lengths share no prefix."""
+    rng = np.random.default_rng([workload.seed, workload.prompt_len.mean])
+    count = workload.num_requests
+    shared = rng.integers(id_range[0], id_range[1], size=workload.shared_prefix_len, dtype=np.int64).tolist()
+    prompt_lens = sample_lengths(workload.prompt_len, count, rng)
+    output_lens = sample_lengths(workload.output_len, count, rng)
+    requests = []
+    for index, (prompt_len, output_len) in enumerate(zip(prompt_lens, output_lens)):
+        own = rng.integers(id_range[0], id_range[1], size=int(prompt_len) - len(shared), dtype=np.int64)
+        requests.append(GenerationRequest(
+            request_id=f"{prefix}{index}", prompt_token_ids=shared + own.tolist(), max_new_tokens=int(output_len),
+            seed=workload.seed, metadata={"ignore_eos": True}))
+    return requests
 
 
 def workload_hash(requests: Iterable[GenerationRequest]) -> str:

@@ -1,13 +1,21 @@
 """transformers engine: real forward passes with an explicit KV cache, greedy or sampled decoding.
 
-One request at a time per `generate` call: prefill the prompt into a `DynamicCache`, then one
-forward pass per output token. Each token's arrival is stamped with `time.perf_counter()` after
-the token is on the host (the `.item()` synchronises CUDA), so TTFT/TPOT/ITL are real.
+`generate` runs one request: prefill the prompt into a `DynamicCache`, then one forward pass per
+output token. `generate_batch` runs requests in batches of up to `max_batch_size`: prompts
+left-padded under an attention mask, one forward pass per step for the whole batch, finished
+requests dropped from the batch. `generate_async` queues a request for a background worker that
+batches whatever is queued the same way (static batching: a batch runs to its end before the next
+forms). Each token's arrival is stamped with `time.perf_counter()` after the token is on the host
+(the copy synchronises CUDA), so TTFT/TPOT/ITL are real; in a batch each request keeps its own
+dispatch (its batch's start), token and last-token times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +50,8 @@ class HFBackend:
         self.engine_key = ""
         self.model = None
         self.tokenizer = None
+        self._queue: queue.Queue | None = None
+        self._worker: threading.Thread | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,6 +78,10 @@ class HFBackend:
         self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
     def stop(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = self._queue = None
         self.model = None
         self.tokenizer = None
         try:
@@ -168,3 +182,123 @@ class HFBackend:
         dispatch = time.perf_counter()
         state, first = self.prefill_state(request, ids)
         return self.decode_from(request, state, first, dispatch)
+
+    # batches ---------------------------------------------------------------------------------
+    def _pick_rows(self, logits, requests: list[GenerationRequest], generators: list):
+        """The next token of each row: one argmax for an all-greedy batch, else row by row."""
+        import torch
+
+        if all(r.temperature <= 0 for r in requests):
+            return logits[:, -1].argmax(dim=-1, keepdim=True)
+        return torch.cat([self._pick(logits[row:row + 1], request, generators[row])
+                          for row, request in enumerate(requests)])
+
+    def run_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """One batch: left-padded prefill under an attention mask, then one decode step per token
+        for the requests still running (finished ones leave the batch and its cache)."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = [self.prompt_ids(r) for r in requests]
+        dispatch = time.perf_counter()
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids):] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+        generators = [self._generator(r) for r in requests]
+        tokens: list[list[int]] = [[] for _ in requests]
+        times: list[list[float]] = [[] for _ in requests]
+        running = list(range(len(requests)))  # request index of each batch row
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}).logits
+            while True:
+                picked = self._pick_rows(logits, [requests[i] for i in running],
+                                         [generators[i] for i in running])
+                values = picked.view(-1).tolist()  # on the host: synchronised
+                now = time.perf_counter()
+                keep = []
+                for row, (index, token) in enumerate(zip(running, values)):
+                    tokens[index].append(int(token))
+                    times[index].append(now)
+                    request = requests[index]
+                    ignore_eos = bool(request.metadata.get("ignore_eos", False))
+                    if len(tokens[index]) < request.max_new_tokens and (ignore_eos or token not in self._eos_ids):
+                        keep.append(row)
+                if not keep:
+                    break
+                if len(keep) < len(running):
+                    rows = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(rows)
+                    picked, mask, positions = picked[rows], mask[rows], positions[rows]
+                    running = [running[row] for row in keep]
+                mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                logits = self.model(input_ids=picked, attention_mask=mask, position_ids=positions,
+                                    use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}).logits
+        return [GenerationResult(
+            request_id=request.request_id,
+            text=self.tokenizer.decode(tokens[i], skip_special_tokens=True) if self.tokenizer else "",
+            prompt_tokens=len(prompts[i]), completion_tokens=len(tokens[i]), output_token_ids=tokens[i],
+            dispatch_time=dispatch, first_token_time=times[i][0], last_token_time=times[i][-1],
+            token_times=times[i], arrival_time=request.arrival_time, metadata={"batch_size": len(requests)})
+            for i, request in enumerate(requests)]
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """An offline batch: `max_batch_size` requests at a time, in order."""
+        results: list[GenerationResult] = []
+        for start in range(0, len(requests), self.max_batch_size):
+            results += self.run_batch(requests[start:start + self.max_batch_size])
+        return results
+
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult:
+        """Queue the request for the batching worker and wait for its result."""
+        if self._worker is None:
+            self._queue = queue.Queue()
+            self._worker = threading.Thread(target=self._serve_queue, name=f"hf-batcher-{self.engine_key}",
+                                            daemon=True)
+            self._worker.start()
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put((request, future))
+        return await future
+
+    def _serve_queue(self) -> None:
+        """Worker: take the first queued request and whatever else is queued (up to
+        `max_batch_size`), run them as one batch, hand each result back to its waiting task."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:  # stop after this batch
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                results = self.run_batch([request for request, _ in batch])
+            except Exception as error:  # every waiting request gets the error
+                for _, future in batch:
+                    future.get_loop().call_soon_threadsafe(_settle, future, None, error)
+                continue
+            for (_, future), result in zip(batch, results):
+                future.get_loop().call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    """Complete a waiting request's future on its own loop (unless its task was cancelled)."""
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -34,9 +34,27 @@ class AggregatedScheduler:
     def route_log(self) -> list[dict[str, Any]]:
         return list(self._log)
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def _route(self, request: GenerationRequest) -> str:
         pool = self.route_prefill(request)
         self.route_decode(request.request_id)
-        result = self.engines[pool].generate(request)
+        return pool
+
+    @staticmethod
+    def _label(result: GenerationResult, pool: str) -> GenerationResult:
         result.metadata.update(route=f"{pool}->{pool}", prefill_pool=pool, decode_pool=pool)
         return result
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        pool = self._route(request)
+        return self._label(self.engines[pool].generate(request), pool)
+
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult:
+        """Streamed, many in flight: await on the process-wide loop (`serving.event_loop`)."""
+        pool = self._route(request)
+        return self._label(await self.engines[pool].generate_async(request), pool)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """An offline batch, submitted to the pool's engine all at once."""
+        for request in requests:
+            self._route(request)
+        return [self._label(result, POOL) for result in self.engines[POOL].generate_batch(requests)]

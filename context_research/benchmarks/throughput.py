@@ -1,0 +1,88 @@
+"""Throughput benchmark: many requests in flight, sent by an arrival process, reported the way
+DESIGN.md defines throughput, goodput and the KV-capacity load.
+
+`load` builds the seeded synthetic requests (length distributions, optional shared prefix).
+`evaluate` sends them through the scheduler: `generate_async` on the process-wide event loop for
+the closed and open loops (streamed, each request with its own timeline), `generate_batch` for
+all at once. Then every request is reported to the observers in the order it was sent, with its
+phase: the first `warmup_requests` and the last `cooldown_requests` count as load on the engine
+but stay out of the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from context_research.benchmarks.base import Observer
+from context_research.profiling.goodput import load_summary
+from context_research.profiling.latency import request_row
+from context_research.profiling.phases import COOLDOWN, MEASURE, WARMUP
+from context_research.serving.backends.base import GenerationRequest
+from context_research.workloads.arrivals import build_process
+from context_research.workloads.synthetic import synthetic_requests, token_id_range
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadWorkload:
+    requests: list[GenerationRequest]
+
+
+def phases(count: int, warmup: int, cooldown: int) -> list[str]:
+    """The phase of each of `count` requests in the order they were sent."""
+    if warmup + cooldown >= count:
+        raise ValueError(f"the run sent {count} requests, not more than warmup_requests ({warmup}) + "
+                         f"cooldown_requests ({cooldown}): none is left to measure")
+    return [WARMUP] * warmup + [MEASURE] * (count - warmup - cooldown) + [COOLDOWN] * cooldown
+
+
+def kv_capacity_tokens(scheduler: Any) -> float:
+    """KV cache capacity in tokens summed over the scheduler's engines; NaN unless every engine
+    reports one (`describe()['kv_capacity_tokens']`)."""
+    engines = list(getattr(scheduler, "engines", {}).values())
+    capacities = [engine.describe().get("kv_capacity_tokens") for engine in engines]
+    if not capacities or any(c is None for c in capacities):
+        return math.nan
+    return float(sum(capacities))
+
+
+class ThroughputBenchmark:
+    def __init__(self, model: Any, workload: Any, arrival: Any, slo: Any, name: str = "throughput") -> None:
+        self.name = name
+        self.model = model
+        self.workload = workload
+        self.arrival = arrival
+        self.slo = slo
+
+    def load(self, split: str = "test") -> LoadWorkload:
+        return LoadWorkload(synthetic_requests(self.workload, token_id_range(self.model.config_json)))
+
+    def settings(self) -> dict[str, Any]:
+        """The load this run applied, for the summary (the axes of E2 and of rate sweeps)."""
+        process = self.arrival.process
+        return {"arrival_process": process,
+                "concurrency": self.arrival.concurrency if process == "closed" else None,
+                "request_rate": self.arrival.rate if process in ("poisson", "gamma") else None,
+                "burstiness": self.arrival.burstiness if process == "gamma" else None,
+                "prompt_len": self.workload.prompt_len.mean, "output_len": self.workload.output_len.mean,
+                "shared_prefix_len": self.workload.shared_prefix_len}
+
+    def evaluate(self, backend: Any, samples: LoadWorkload, observe: Observer) -> dict[str, Any]:
+        process = build_process(self.arrival, seed=self.workload.seed)
+        log.info("%s: %d requests, %s", self.name, len(samples.requests), process)
+        results = process.run(samples.requests, backend, self.arrival.duration_s)
+        labels = phases(len(results), self.arrival.warmup_requests, self.arrival.cooldown_requests)
+        for result, phase in zip(results, labels):
+            observe(result, phase)
+        origin = min(r.arrival_time for r in results)
+        rows = pd.DataFrame([request_row(r, phase, origin) for r, phase in zip(results, labels)])
+        budget = {r.request_id: r.max_new_tokens for r in samples.requests}
+        short = sum(r.completion_tokens != budget[r.request_id] for r in results if r.error is None)
+        figures = load_summary(rows, self.slo, kv_capacity_tokens(backend))
+        return {**self.settings(), "n_sent": len(results), **figures, "checks": {"full_outputs": short == 0}}

@@ -1,0 +1,116 @@
+"""Throughput benchmark end to end on the tiny HF engine: each arrival process in-process, and a
+small E2 sweep through launch.py leaving completed records with the load figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import compose_config, manifests
+from hydra.utils import instantiate
+
+from context_research.serving.schedulers.aggregated import AggregatedScheduler
+
+LOAD_FIELDS = ("req_s", "out_tok_s", "total_tok_s", "ttft_p95_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p95_ms",
+               "queue_wait_p95_ms", "slo_attainment", "goodput_req_s", "peak_concurrency", "mean_concurrency",
+               "kv_tokens_peak", "kv_load", "kv_load_peak", "concurrency", "prompt_len")
+
+
+@pytest.fixture(scope="module")
+def scheduler(model_cache):
+    cfg = compose_config(["serving.max_batch_size=4", "serving.device=cpu"])
+    engine = instantiate(cfg.serving, model=cfg.model, cache_dir=str(model_cache), _convert_="object")
+    engine.start()
+    scheduler = AggregatedScheduler()
+    scheduler.bind({"aggregated": engine})
+    yield scheduler
+    engine.stop()
+
+
+def run_benchmark(scheduler, *overrides: str):
+    cfg = compose_config(["benchmark=throughput", "prompt_len=12", "output_len=4", *overrides])
+    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
+    samples = benchmark.load()
+    seen = []
+    outcome = benchmark.evaluate(scheduler, samples, lambda result, phase: seen.append((result, phase)))
+    return benchmark, samples, seen, outcome
+
+
+def test_poisson_arrivals_follow_the_seeded_schedule(scheduler) -> None:
+    benchmark, samples, seen, outcome = run_benchmark(
+        scheduler, "benchmark.arrival.process=poisson", "benchmark.arrival.rate=50", "num_prompts=12",
+        "benchmark.arrival.warmup_requests=2")
+    from context_research.workloads.arrivals import build_process
+
+    planned = build_process(benchmark.arrival, seed=benchmark.workload.seed).offsets(12)
+    arrivals = np.array([result.arrival_time for result, _ in seen])
+    assert np.allclose(arrivals - arrivals[0], planned - planned[0])
+    assert all(result.dispatch_time >= result.arrival_time for result, _ in seen)
+    assert [phase for _, phase in seen] == ["warmup"] * 2 + ["measure"] * 10
+    assert outcome["arrival_process"] == "poisson" and outcome["request_rate"] == 50
+    assert outcome["checks"] == {"full_outputs": True}
+    assert outcome["req_s"] > 0 and outcome["slo_attainment"] == 1.0
+
+
+def test_all_at_once_goes_through_generate_batch(scheduler) -> None:
+    _, samples, seen, outcome = run_benchmark(scheduler, "benchmark.arrival.process=all_at_once",
+                                              "num_prompts=6")
+    results = [result for result, _ in seen]
+    assert [r.request_id for r in results] == [r.request_id for r in samples.requests]
+    assert [r.metadata["batch_size"] for r in results] == [4, 4, 4, 4, 2, 2]  # max_batch_size=4
+    assert len({r.arrival_time for r in results}) == 1
+    assert results[4].dispatch_time > results[0].dispatch_time  # the second batch queued: queue_wait > 0
+    assert outcome["peak_concurrency"] == 6 and outcome["n_sent"] == 6
+
+
+def test_gamma_arrivals_with_varied_lengths_and_a_shared_prefix(scheduler) -> None:
+    _, samples, seen, outcome = run_benchmark(
+        scheduler, "benchmark.arrival.process=gamma", "benchmark.arrival.rate=80", "benchmark.arrival.burstiness=0.5",
+        "num_prompts=8", "benchmark.workload.prompt_len.distribution=uniform", "benchmark.workload.prompt_len.low=8",
+        "benchmark.workload.prompt_len.high=20", "benchmark.workload.shared_prefix_len=6")
+    assert {len(r.prompt_token_ids) for r in samples.requests} != {12}
+    assert [result.prompt_tokens for result, _ in seen] == [len(r.prompt_token_ids) for r in samples.requests]
+    assert outcome["burstiness"] == 0.5 and outcome["checks"]["full_outputs"]
+
+
+def test_e2_sweep_on_cpu_leaves_completed_records(run_launch) -> None:
+    process, root = run_launch("-m", "experiment=e2", "serving=hf", "serving.device=cpu",
+                               "concurrency=1,4", "prompt_len=32", "output_len=8")
+    assert process.returncode == 0, process.stderr[-3000:]
+    records = manifests(root / "sweep")
+    assert [m["status"] for m in records] == ["completed", "completed"]
+    for manifest, concurrency in zip(records, (1, 4)):
+        summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+        missing = [key for key in LOAD_FIELDS if key not in summary]
+        assert not missing, missing
+        assert summary["concurrency"] == concurrency and summary["prompt_len"] == 32
+        assert summary["passed"] and summary["n_requests"] == 16 - 2 * concurrency
+        assert 1 <= summary["peak_concurrency"] <= concurrency
+        assert summary["kv_load"] is None  # the HF engine reports no KV capacity
+        requests = pd.read_parquet(f"{manifest['_dir']}/requests.parquet")
+        assert requests["phase"].value_counts().to_dict() == {
+            "measure": 16 - 2 * concurrency, "warmup": concurrency, "cooldown": concurrency}
+        assert (requests["queue_wait_ms"] >= 0).all()
+
+
+@pytest.mark.gpu
+def test_e2_sweep_on_vllm_reports_the_kv_load(run_launch) -> None:
+    from tests.serving.test_vllm_gpu import TINY_VLLM
+
+    process, root = run_launch("-m", "experiment=e2", "concurrency=1,8", "prompt_len=256", "output_len=32",
+                               *TINY_VLLM, timeout=600)
+    assert process.returncode == 0, process.stderr[-4000:]
+    records = manifests(root / "sweep")
+    assert [m["status"] for m in records] == ["completed", "completed"]
+    for manifest, concurrency in zip(records, (1, 8)):
+        summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+        assert summary["concurrency"] == concurrency and summary["passed"]
+        assert summary["kv_capacity_tokens"] == manifest["engines"]["aggregated"]["kv_capacity_tokens"] > 0
+        assert 0 < summary["kv_load"] <= summary["kv_load_peak"]
+        assert summary["peak_concurrency"] == concurrency  # AsyncLLM: every request in flight at once
+        assert summary["num_preemptions"] == 0  # a tiny load fits the cache
+        requests = pd.read_parquet(Path(manifest["_dir"]) / "requests.parquet")
+        assert (requests["num_cached_tokens"] == 0).all()

@@ -1,0 +1,49 @@
+"""Harness vs plain vLLM on one offline batch: the comparison logic (CPU) and the real run (GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from tests.conftest import REPO
+from tests.serving.test_vllm_gpu import TINY_VLLM
+
+from context_research.benchmarks.throughput_vs_raw import compare
+
+
+def test_compare_alternates_resets_and_takes_medians() -> None:
+    calls = []
+
+    def side(name: str, seconds: float):
+        def run() -> int:
+            calls.append(name)
+            time.sleep(seconds)
+            return 100
+        return run
+
+    figures = compare(side("harness", 0.02), side("raw", 0.01), lambda: calls.append("reset"), repeats=3)
+    assert calls == ["reset", "harness", "reset", "raw", "reset", "raw", "reset", "harness",
+                     "reset", "harness", "reset", "raw"]
+    assert figures["ratio"] == pytest.approx(0.5, rel=0.25)
+    assert figures["passed"] is False
+    assert len(figures["trials"]) == 6 and all(t["output_tokens"] == 100 for t in figures["trials"])
+
+
+@pytest.mark.gpu
+def test_throughput_vs_raw_on_vllm(tmp_path, model_cache) -> None:
+    output = tmp_path / "throughput_vs_raw.json"
+    process = subprocess.run(
+        [sys.executable, "-m", "context_research.benchmarks.throughput_vs_raw", *TINY_VLLM,
+         f"paths.cache_dir={model_cache}", "--output", str(output), "--num-requests", "32",
+         "--prompt-len", "64", "--output-len", "16", "--repeats", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert output.exists(), process.stderr[-3000:]
+    figures = json.loads(output.read_text())
+    assert figures["engine"]["interface"] == "offline" and figures["engine"]["kv_capacity_tokens"] > 0
+    assert {t["output_tokens"] for t in figures["trials"]} == {32 * 16}  # both sides ran every token
+    assert figures["harness_tok_s"] > 0 and figures["raw_tok_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["harness_tok_s"] / figures["raw_tok_s"])
+    assert figures["ratio"] > 0.5  # the tiny model magnifies per-request costs; the 8B run must reach 0.97
