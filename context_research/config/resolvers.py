@@ -1,5 +1,5 @@
 """Arithmetic resolvers for presets whose values scale with a sweep axis, for example
-`num_prompts: ${cr.max:16,${cr.mul:3,${concurrency}}}` (three rounds of the in-flight requests,
+`num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
 at least 16). Registered once per process when `context_research.config` is imported."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 RESOLVERS = {
     "cr.mul": lambda *factors: math.prod(factors),
     "cr.max": lambda *values: max(values),
+    "cr.floordiv": lambda value, divisor: value // divisor,
 }
 
 
