@@ -55,13 +55,13 @@ def test_e2_command_line_narrows_the_preset_sweep() -> None:
     assert [job[:2] for job in jobs] == [["prompt_len=16", "concurrency=1"], ["prompt_len=16", "concurrency=4"]]
 
 
-@pytest.mark.parametrize("concurrency, requests", [(1, 16), (4, 16), (8, 24), (256, 768)])
-def test_e2_sends_three_rounds_and_measures_the_middle(concurrency: int, requests: int) -> None:
+@pytest.mark.parametrize("concurrency, requests", [(1, 16), (4, 16), (8, 16), (16, 32), (256, 512)])
+def test_e2_sends_two_rounds_and_measures_the_middle(concurrency: int, requests: int) -> None:
     cfg = compose_config(["experiment=e2", f"concurrency={concurrency}", "model.max_model_len=4096",
                           "prompt_len=1024"])
     benchmark = validate(cfg)["benchmark"]
     assert benchmark.workload.num_requests == requests
-    assert benchmark.arrival.warmup_requests == benchmark.arrival.cooldown_requests == concurrency
+    assert benchmark.arrival.warmup_requests == benchmark.arrival.cooldown_requests == concurrency // 2
     assert (benchmark.workload.output_len.mean, benchmark.slo.ttft_ms) == (256, 2000)
 
 
