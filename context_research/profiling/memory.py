@@ -231,13 +231,12 @@ def measured_decomposition(reports: list[dict[str, Any]]) -> dict[str, float]:
         "activations_gb": (allocated - weights - kv - graph_allocated) / GB,
         "cuda_graph_gb": graph_reserved / GB,
         "torch_cache_gb": ((reserved - graph_reserved) - (allocated - graph_allocated)) / GB,
-        "torch_reserved_peak_gb": reserved / GB,
     }
 
 
-def with_nvml(decomposition: dict[str, float], nvml_used_gb: float) -> dict[str, float]:
+def with_nvml(decomposition: dict[str, float], torch_reserved_gb: float, nvml_used_gb: float) -> dict[str, float]:
     """The components that need NVML's used memory at peak: non_torch, total and the check."""
-    non_torch = nvml_used_gb - decomposition["torch_reserved_peak_gb"]
+    non_torch = nvml_used_gb - torch_reserved_gb
     total = math.fsum(decomposition[k] for k in ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb"))
     total += non_torch
     return {"non_torch_gb": non_torch, "total_gb": total, "nvml_used_gb": nvml_used_gb,
@@ -303,7 +302,7 @@ class MemoryCollector:
 
     def derive(self, summary: dict[str, Any]) -> dict[str, Any]:
         """non_torch, total and NVML's used memory, from the GPU collector's peak (all GPUs)."""
-        if "torch_reserved_peak_gb" not in summary:
+        if "torch_measure_reserved_peak_gb" not in summary:
             return {}
         nvml = summary.get("gpu_mem_total_peak_gb")
-        return with_nvml(summary, NAN if nvml is None else float(nvml))
+        return with_nvml(summary, summary["torch_measure_reserved_peak_gb"], NAN if nvml is None else float(nvml))

@@ -101,7 +101,7 @@ def test_decomposition_arithmetic_and_its_identity():
     assert parts["cuda_graph_gb"] == pytest.approx(0.8)
     assert parts["torch_cache_gb"] == pytest.approx((120.5 - 0.8) - (118.0 - 0.1))
     assert parts["kv_bytes_per_token_measured"] == pytest.approx(100e9 / 678_168)
-    full = {**parts, **with_nvml(parts, nvml_used_gb=122.0)}
+    full = {**parts, **with_nvml(parts, torch_reserved_gb=120.5, nvml_used_gb=122.0)}
     assert full["non_torch_gb"] == pytest.approx(122.0 - 120.5)
     assert full["total_gb"] == pytest.approx(16.4 + 100.0 + 1.5 + 0.8 + 1.5)
     # what the named components leave out is exactly the allocator's cache
