@@ -63,6 +63,15 @@ def test_hf_on_cpu_exact_bytes_and_nan_where_unmeasurable(engine):
     assert engine.memory_phases["warmup"]["kv_cache_bytes"] == (8 + 2 - 1) * per_token
 
 
+def test_a_batch_is_metered_exactly_through_the_batched_path(engine):
+    per_token = footprint(engine.model_config.config_json, "float32").kv_bytes_per_token
+    engine.reset_memory_peaks()
+    engine.generate_batch([request(20, 3) for _ in range(4)])
+    report = engine.memory_report()
+    assert report["kv_bytes_per_token"] == per_token
+    assert report["kv_cache_bytes"] == 4 * (20 + 3 - 1) * per_token
+
+
 def test_kv_meter_counts_live_caches_and_forgets_freed_ones(engine):
     per_token = footprint(engine.model_config.config_json, "float32").kv_bytes_per_token
     engine.reset_memory_peaks()
@@ -167,9 +176,14 @@ def e5_points() -> list[list[str]]:
 def test_e5_sweeps_both_engines_over_1k_to_32k_and_every_point_validates():
     points = e5_points()
     values = {key: {p.split("=")[1] for point in points for p in point if p.startswith(f"{key}=")}
-              for key in ("serving", "prompt_len")}
-    assert values == {"serving": {"vllm", "hf"}, "prompt_len": {"1024", "2048", "4096", "8192", "16384", "32768"}}
+              for key in ("serving", "concurrency", "prompt_len")}
+    assert values == {"serving": {"vllm", "hf"}, "concurrency": {"1", "16"},
+                      "prompt_len": {"1024", "2048", "4096", "8192", "16384", "32768"}}
     assert points[0][0] == "serving=vllm"  # vLLM first: its engine process exits before hf loads
     for point in points:
-        typed = validate(compose_config(["experiment=e5", *point]))
+        cfg = compose_config(["experiment=e5", *point])
+        typed = validate(cfg)
         assert typed["model"].name == "qwen3_8b" and typed["serving"].engine in ("vllm", "hf")
+        # every request of the job resident together: one batch of `concurrency` requests
+        assert typed["benchmark"].arrival.process == "all_at_once"
+        assert typed["benchmark"].workload.num_requests == cfg.concurrency
