@@ -167,10 +167,13 @@ class InProcessMemory:
         model.register_forward_hook(self.kv.hook(cache_keyword), with_kwargs=True)
 
     def reset_peaks(self) -> None:
+        """Start a phase: the allocator's cached blocks are released first, so the phase's
+        reserved memory is its own, not what an earlier phase or job left cached."""
         self.kv.reset_peak()
         if self.on_cuda:
             import torch
 
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def report(self) -> dict[str, Any]:

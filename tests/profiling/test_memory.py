@@ -29,6 +29,11 @@ def engine(tmp_path_factory):
     backend.stop()
 
 
+def EXACT(value: float):
+    """Equal up to the rounding of a bytes -> GB division (the bytes themselves are integers)."""
+    return pytest.approx(value, rel=1e-12)
+
+
 def request(prompt_len: int, new: int) -> GenerationRequest:
     return GenerationRequest(request_id="m", prompt_token_ids=list(range(10, 10 + prompt_len)),
                              max_new_tokens=new, metadata={"ignore_eos": True})
@@ -44,10 +49,10 @@ def test_hf_on_cpu_exact_bytes_and_nan_where_unmeasurable(engine):
     collector.stop()
     figures = collector.snapshot()
     # exact: parameters and the DynamicCache tensors (prompt + output - 1 positions at the end)
-    assert figures["weights_gb"] * GB == sum(p.numel() * 4 for p in engine.model.parameters())
-    assert figures["weights_gb"] * GB == footprint(arch, "float32").weight_bytes
+    assert figures["weights_gb"] * GB == EXACT(sum(p.numel() * 4 for p in engine.model.parameters()))
+    assert figures["weights_gb"] * GB == EXACT(footprint(arch, "float32").weight_bytes)
     assert figures["kv_bytes_per_token_measured"] == per_token == 2 * 4 * 2 * 32 * 4
-    assert figures["kv_cache_gb"] * GB == figures["kv_used_gb"] * GB == (40 + 6 - 1) * per_token
+    assert figures["kv_cache_gb"] * GB == figures["kv_used_gb"] * GB == EXACT((40 + 6 - 1) * per_token)
     # no CUDA: torch figures unknown, not zero, and the reason is recorded
     assert figures["memory_available"] is False
     assert "cpu" in figures["memory_unavailable_reason"]
