@@ -154,9 +154,12 @@ class InProcessMemory:
     """Memory accounting of an engine whose model runs in this process (the hf engine)."""
 
     def __init__(self, device: Any) -> None:
+        import torch
+
         self.device = device
-        self.on_cuda = device.type == "cuda"
-        self.unavailable = None if self.on_cuda else f"torch.cuda unavailable: the engine runs on {device.type}"
+        # a CUDA device without CUDA: the engine itself fails to load, with its own error
+        self.on_cuda = device.type == "cuda" and torch.cuda.is_available()
+        self.unavailable = None if self.on_cuda else f"torch.cuda unavailable: the engine runs on {device}"
         self.weights_bytes = NAN
         self.kv = KVCacheMeter()
         self.phases: dict[str, dict[str, float]] = {}
