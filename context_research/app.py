@@ -102,6 +102,8 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     for collector in collectors.values():
         if hasattr(collector, "set_origin"):
             collector.set_origin(origin)
+        if hasattr(collector, "bind_engines"):
+            collector.bind_engines(engines)
         collector.start()
 
     def observe(result, phase: str) -> None:
@@ -132,6 +134,9 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
         if summary.get(f"{metric}_floor_ms") and f"{metric}_p50_ms" in summary:
             summary[f"{metric}_over_floor"] = summary[f"{metric}_p50_ms"] / summary[f"{metric}_floor_ms"]
     summary.update(engine_step_summary(record, engines, steps_before))
+    for collector in collectors.values():  # figures that combine other collectors' (memory: NVML)
+        if hasattr(collector, "derive"):
+            summary.update(collector.derive(summary))
     checks = outcome.get("checks", {})
     summary["checks"] = checks
     summary["passed"] = bool(summary.get("n_errors", 0) == 0 and all(checks.values()))

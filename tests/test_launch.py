@@ -44,6 +44,19 @@ def test_e0_leaves_a_completed_run_record(e0_run):
     assert "ttft (ms)" in process.stdout  # the end-of-job table
 
 
+def test_e0_records_memory_exactly_where_measurable_and_null_elsewhere(e0_run):
+    _, root = e0_run
+    [manifest] = manifests(root)
+    summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+    # tiny_qwen3 on CPU in float32: 2 x 4 layers x 2 KV heads x 32 x 4 bytes per token
+    assert summary["kv_bytes_per_token_measured"] == 2048
+    assert summary["kv_cache_gb"] * 1e9 == pytest.approx((64 + 16 - 1) * 2048)  # prompt + output - 1
+    assert summary["weights_gb"] > 0
+    for key in ("activations_gb", "cuda_graph_gb", "non_torch_gb", "total_gb", "nvml_used_gb"):
+        assert summary[key] is None, key  # no CUDA, no NVML: unknown (NaN -> null), never zero
+    assert summary["memory_unavailable_reason"] and summary["gpu_available"] is False
+
+
 def test_two_job_multirun_reuses_one_engine(run_launch):
     process, root = run_launch("-m", "experiment=e1", "prompt_len=128,256", "repeats=2", "output_len=8",
                                timeout=300)

@@ -31,6 +31,14 @@ class GpuCollectorConfig:
 
 
 @dataclass
+class MemoryCollectorConfig:
+    """torch allocator peaks per phase (load, warm-up, measure) of the job's engines and the
+    decomposition of its peak GPU memory (weights, KV cache, activations, CUDA graphs, non-torch)."""
+
+    _target_: str = "context_research.profiling.memory.MemoryCollector"
+
+
+@dataclass
 class KVTransferCollectorConfig:
     """KV bytes moved between pools and the time spent moving and waiting for them."""
 
@@ -41,4 +49,5 @@ class KVTransferCollectorConfig:
 class CollectorsConfig:
     latency: LatencyCollectorConfig = field(default_factory=LatencyCollectorConfig)
     gpu: GpuCollectorConfig = field(default_factory=GpuCollectorConfig)
+    memory: MemoryCollectorConfig = field(default_factory=MemoryCollectorConfig)
     kv_transfer: KVTransferCollectorConfig = field(default_factory=KVTransferCollectorConfig)

@@ -11,6 +11,8 @@ class MetricCollector(Protocol):
 
     Collectors that account per request also take `observe(result, phase)`; collectors that sample
     over time also give `timeseries()` (a DataFrame written to timeseries/<name>.parquet).
+    Collectors that read the engines get them through `bind_engines(engines)` before `start`;
+    `derive(summary)` adds figures that combine other collectors' (called once the summary is whole).
     """
 
     def start(self) -> None: ...

@@ -32,7 +32,8 @@ def test_engine_arguments_follow_the_config():
         "gpu_memory_utilization": 0.8, "enforce_eager": True, "kv_cache_dtype": "fp8",
         "tensor_parallel_size": 1, "seed": 3, "load_format": "dummy", "disable_log_stats": False,
         "enable_chunked_prefill": True, "max_num_batched_tokens": 4096, "max_num_seqs": 64,
-        "enable_prefix_caching": False, "block_size": 32}
+        "enable_prefix_caching": False, "block_size": 32,
+        "worker_extension_cls": "context_research.serving.backends.vllm_memory.WorkerMemoryAccounting"}
 
 
 def test_defaults_leave_vllm_its_own_choices_and_pass_overrides():

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from context_research.profiling.memory import InProcessMemory
 from context_research.serving.backends.base import GenerationRequest, GenerationResult
 from context_research.serving.prompting import encode_prompt
 
@@ -68,12 +69,16 @@ class HFBackend:
         else:
             name = self.dtype_name
         self.dtype = getattr(torch, name)
+        self.memory = InProcessMemory(self.device)
+        self.memory.reset_peaks()
         self.model = build_hf_model(self.model_config, self.cache_dir, str(self.device), self.dtype,
                                     self.seed, self.attn_implementation)
         self.tokenizer = load_tokenizer(self.model_config)
         # transformers 5.17 calls the cache `past_key_values`; later 5.x releases call it `cache`
         params = inspect.signature(self.model.forward).parameters
         self._cache_keyword = "cache" if "cache" in params else "past_key_values"
+        self.memory.watch(self.model, self._cache_keyword)
+        self.memory.close_phase("load")
         eos = self.model_config.config_json.get("eos_token_id")
         self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
@@ -96,10 +101,22 @@ class HFBackend:
         """One short request, so kernels and allocator pools are ready before measuring."""
         self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[5] * 8,
                                         max_new_tokens=2, metadata={"ignore_eos": True}))
+        self.memory.close_phase("warmup")
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "attn_implementation": self.attn_implementation, "cache_keyword": self._cache_keyword}
+
+    # memory (profiling/memory.py): torch peaks per phase, parameter and KV cache bytes -------
+    @property
+    def memory_phases(self) -> dict[str, dict[str, Any]]:
+        return self.memory.phases
+
+    def reset_memory_peaks(self) -> None:
+        self.memory.reset_peaks()
+
+    def memory_report(self) -> dict[str, Any]:
+        return self.memory.report()
 
     # requests --------------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> list[int]:

@@ -17,7 +17,9 @@ import logging
 import time
 from typing import Any
 
+from context_research.profiling.memory import combine_worker_reports, unavailable_report
 from context_research.serving import event_loop
+from context_research.serving.backends import vllm_memory
 from context_research.serving.backends.base import GenerationRequest, GenerationResult
 from context_research.serving.model_source import load_tokenizer, materialize_config_dir
 from context_research.serving.prompting import encode_prompt
@@ -42,6 +44,8 @@ def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, token
         "seed": settings.get("seed", 0),
         "load_format": "dummy" if model.load_format == "dummy" else "auto",
         "disable_log_stats": False,
+        # memory accounting read in the worker process by collective_rpc (backends/vllm_memory.py)
+        "worker_extension_cls": vllm_memory.WORKER_EXTENSION,
     }
     if tokenizer_dir is None:
         del args["tokenizer"]
@@ -130,6 +134,7 @@ class VLLMBackend:
         self.fallback_reason: str | None = None
         self.step_samples: list[dict[str, Any]] = []
         self.engine_args: dict[str, Any] = {}
+        self.memory_phases: dict[str, dict[str, Any]] = {}  # load, warmup: read in the worker
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,6 +158,7 @@ class VLLMBackend:
             self.llm = LLM(**self.engine_args)
         else:
             event_loop.run(self._start_async())
+        self._close_memory_phase("load")
 
     async def _start_async(self) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -169,6 +175,7 @@ class VLLMBackend:
         self.fallback = HFBackend(model=self.model_config, cache_dir=self.cache_dir,
                                   seed=self.settings.get("seed", 0))
         self.fallback.start()
+        self.memory_phases = self.fallback.memory_phases
 
     def stop(self) -> None:
         if self.fallback is not None:
@@ -190,8 +197,12 @@ class VLLMBackend:
 
     def warmup(self) -> None:
         """A short request through the same path as the measured ones (compiles, fills graphs)."""
+        if self.fallback is not None:
+            self.fallback.warmup()
+            return
         self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[100] * 16,
                                         max_new_tokens=4, metadata={"ignore_eos": True}))
+        self._close_memory_phase("warmup")
 
     def describe(self) -> dict[str, Any]:
         if self.fallback is not None:
@@ -206,6 +217,36 @@ class VLLMBackend:
                 "block_size": cache.block_size, "num_gpu_blocks": blocks,
                 "kv_capacity_tokens": blocks * cache.block_size,
                 "max_model_len": config.model_config.max_model_len}
+
+    # memory ----------------------------------------------------------------------------------
+    def _worker_rpc(self, method: str) -> list[Any]:
+        """Call a worker method by name on every worker (one reply per tensor-parallel rank)."""
+        if self.engine is not None:
+            return event_loop.run(self.engine.collective_rpc(method))
+        return self.llm.collective_rpc(method)
+
+    def reset_memory_peaks(self) -> None:
+        """Restart the worker's torch peak statistics (the start of a phase)."""
+        if self.fallback is not None:
+            self.fallback.reset_memory_peaks()
+            return
+        try:
+            self._worker_rpc(vllm_memory.RESET)
+        except Exception as error:  # the report then says memory is unavailable; the job goes on
+            log.warning("vLLM worker peak reset failed: %s: %s", type(error).__name__, error)
+
+    def memory_report(self) -> dict[str, Any]:
+        """The workers' memory figures (profiling/memory.py), bytes summed over ranks."""
+        if self.fallback is not None:
+            return self.fallback.memory_report()
+        try:
+            return combine_worker_reports(self._worker_rpc(vllm_memory.REPORT))
+        except Exception as error:
+            return unavailable_report(f"vLLM worker memory report failed: {type(error).__name__}: {error}")
+
+    def _close_memory_phase(self, phase: str) -> None:
+        self.memory_phases[phase] = self.memory_report()
+        self.reset_memory_peaks()
 
     # requests --------------------------------------------------------------------------------
     def _prompt(self, request: GenerationRequest):
