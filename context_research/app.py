@@ -114,6 +114,8 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     finally:
         for collector in collectors.values():
             collector.stop()
+        if hasattr(scheduler, "close"):  # a broker's workers; the engines stay cached
+            scheduler.close()
     measure_s = time.perf_counter() - origin
 
     requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
