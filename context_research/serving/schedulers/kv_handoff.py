@@ -3,11 +3,12 @@
 A `DynamicCache` holds, per layer, a key and a value tensor of shape [batch, kv_heads, tokens,
 head_dim]; those tensors are what moves, and their bytes (numel x element size) are what is counted.
 
-`copy_cache` moves them to another device in place of the originals: one contiguous copy per
-tensor (a layer's keys or values: 64 MiB each for a 32K-token Qwen3-8B prompt), timed from the
-moment both devices are idle to the moment both have finished (CUDA synchronised on both sides),
-so the time is "first byte sent -> last byte usable on the decode side"; CUDA events on the source
-stream give the copy engine's own time alongside. `hold_back` is the simulated transfer: nothing
+`copy_cache` moves them to another device in place of the originals: one destination block for
+the whole cache (one allocation) and one contiguous copy per tensor into it (a layer's keys or
+values: 64 MiB each for a 32K-token Qwen3-8B prompt; GPU to GPU over NVLink where peer access
+exists), timed from the moment both devices are idle to the moment both have finished (CUDA
+synchronised on both sides), so the time is "first byte sent -> last byte usable on the decode
+side"; CUDA events on the source stream give the copy engine's own time alongside. `hold_back` is the simulated transfer: nothing
 moves, the decode side waits bytes / bandwidth.
 """
 
@@ -81,19 +82,28 @@ def copy_cache(cache: Any, destination: Any) -> Transfer:
     events = None
     if source.type == "cuda":
         events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+    tensors = cache_tensors(cache)
+    if len({t.dtype for t in tensors}) != 1:
+        raise TypeError("KV tensors of one cache must share a dtype")
     _synchronize(source)
     _synchronize(destination)
     start = time.perf_counter()
+    # one destination block for the whole cache (one allocation), filled tensor by tensor
+    block = torch.empty(sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=destination)
     if events:
         events[0].record(torch.cuda.current_stream(source))
-    moved = [(layer.keys.to(destination, non_blocking=True), layer.values.to(destination, non_blocking=True))
-             for layer in layers]
+    moved, offset = [], 0
+    for tensor in tensors:
+        target = block[offset:offset + tensor.numel()].view(tensor.shape)
+        target.copy_(tensor, non_blocking=True)
+        moved.append(target)
+        offset += tensor.numel()
     if events:
         events[1].record(torch.cuda.current_stream(source))
     _synchronize(source)
     _synchronize(destination)
     end = time.perf_counter()
-    for layer, (keys, values) in zip(layers, moved):
+    for layer, keys, values in zip(layers, moved[0::2], moved[1::2]):
         layer.keys, layer.values = keys, values
         if hasattr(layer, "device"):
             layer.device = destination
