@@ -103,7 +103,7 @@ class DisaggregatedScheduler:
 
         storage = None
         if self.connector == "ExampleConnector":
-            storage = ExampleConnectorStorage(self.storage_root(), prefill.describe()["block_size"])
+            storage = ExampleConnectorStorage(self.storage_root(), prefill.describe().get("block_size") or 16)
             storage.clear()
         model = prefill.model_config
         kv_dtype = prefill.settings.get("kv_cache_dtype", "auto")
