@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from context_research.serving import event_loop
 from context_research.serving.backends.base import GenerationRequest, GenerationResult, ServingBackend
 from context_research.serving.schedulers.placement import Placement, resolve
@@ -44,7 +46,8 @@ class DisaggregatedScheduler:
         self.shared_device_memory_utilization = shared_device_memory_utilization
         self.connector = connector
         self.kv_storage = (kv_storage_dir, kv_storage_fallback_dir, kv_storage_min_free_gb)
-        self.prefill_kv_transfer_params = dict(prefill_kv_transfer_params or {})
+        # plain containers: they travel in vLLM's SamplingParams.extra_args
+        self.prefill_kv_transfer_params = OmegaConf.to_container(OmegaConf.create(dict(prefill_kv_transfer_params or {})))
         self.engines: dict[str, ServingBackend] = {}
         self.broker: Any = None
         self._placement: Placement | None = None
