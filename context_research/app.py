@@ -17,7 +17,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from context_research.config import validate
 from context_research.records.run_record import RunRecord
@@ -32,11 +32,18 @@ class JobFailed(RuntimeError):
     """A single run failed; its record says why (raised only outside sweeps)."""
 
 
+def pool_serving(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
+    """A pool's serving config: the job's, with the scheduler's overrides for that pool (which may
+    add engine arguments, e.g. extra_engine_args.kv_transfer_config)."""
+    with open_dict(cfg):
+        return OmegaConf.merge(cfg.serving, overrides)
+
+
 def build_engines(cfg: DictConfig, scheduler: Any) -> tuple[dict[str, Any], float]:
     """Start (or reuse) one engine per scheduler pool; return them and the seconds spent starting."""
     wanted = {}
     for pool, overrides in scheduler.pools().items():
-        serving = OmegaConf.merge(cfg.serving, overrides)
+        serving = pool_serving(cfg, overrides)
         key = engine_cache.engine_key(OmegaConf.to_container(serving, resolve=True),
                                       OmegaConf.to_container(cfg.model, resolve=True), pool)
 
@@ -116,6 +123,8 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     finally:
         for collector in collectors.values():
             collector.stop()
+        if hasattr(scheduler, "close"):  # a broker's workers; the engines stay cached
+            scheduler.close()
     measure_s = time.perf_counter() - origin
 
     requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()

@@ -40,6 +40,7 @@ class VLLMServingConfig:
     engine: str = "vllm"
     interface: str = "async"
     strict: bool = True
+    device: Optional[str] = None  # cuda:N = the engine runs on that GPU alone; null = the first visible GPU
     max_model_len: Optional[int] = None  # null = model.max_model_len
     gpu_memory_utilization: float = 0.9
     dtype: str = "auto"  # auto = model.dtype
@@ -58,6 +59,8 @@ class VLLMServingConfig:
 
     def __post_init__(self) -> None:
         require_choice("interface", self.interface, ("async", "offline"))
+        require(self.device is None or bool(re.match(r"^cuda(:\d+)?$", self.device)), "device", self.device,
+                "null or cuda:N")
         require(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization", self.gpu_memory_utilization,
                 "a fraction in (0, 1]")
         require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))

@@ -12,7 +12,7 @@ from context_research.config.benchmark import LatencyBenchmarkConfig, Throughput
 from context_research.config.collectors import CollectorsConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
-from context_research.config.scheduler import AggregatedSchedulerConfig
+from context_research.config.scheduler import AggregatedSchedulerConfig, DisaggregatedSchedulerConfig
 from context_research.config.serving import HFServingConfig, VLLMServingConfig
 
 SCHEMAS = {
@@ -21,6 +21,7 @@ SCHEMAS = {
     "serving_hf": HFServingConfig,
     "serving_vllm": VLLMServingConfig,
     "scheduler_aggregated": AggregatedSchedulerConfig,
+    "scheduler_disaggregated": DisaggregatedSchedulerConfig,
     "benchmark_latency": LatencyBenchmarkConfig,
     "benchmark_throughput": ThroughputBenchmarkConfig,
     "collectors": CollectorsConfig,

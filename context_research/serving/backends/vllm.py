@@ -11,9 +11,12 @@ frontend_ttft. A stat logger records every engine step (running, waiting, KV usa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import logging
+import os
+import threading
 import time
 from typing import Any
 
@@ -52,6 +55,8 @@ def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, token
     for key in OPTIONAL_ENGINE_ARGS:
         if settings.get(key) is not None:
             args[key] = settings[key]
+    if args.get("enable_chunked_prefill") is False and "max_num_batched_tokens" not in args:
+        args["max_num_batched_tokens"] = args["max_model_len"]  # without chunking a step holds a whole prompt
     overrides = {**dict(model.hf_overrides), **dict(settings.get("hf_overrides") or {})}
     if overrides:
         args["hf_overrides"] = overrides
@@ -66,6 +71,8 @@ def sampling_arguments(request: GenerationRequest, detokenize: bool) -> dict[str
             "detokenize": detokenize}
     if request.metadata.get("prompt_logprobs") is not None:
         args["prompt_logprobs"] = request.metadata["prompt_logprobs"]
+    if request.metadata.get("kv_transfer_params") is not None:  # read by the engine's KV connector
+        args["extra_args"] = {"kv_transfer_params": dict(request.metadata["kv_transfer_params"])}
     return args
 
 
@@ -113,6 +120,33 @@ def _step_logger_factory(sink: list[dict[str, Any]]):
     return StepLogger
 
 
+_device_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def visible_device(device: str | None):
+    """While an engine starts, show it only `device` (cuda:N, N counted in CUDA_VISIBLE_DEVICES
+    when that is set): vLLM runs a single-GPU engine on the first visible GPU, and its engine
+    process inherits the environment when it starts. None: no change."""
+    if device is None:
+        yield
+        return
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    listed = [part.strip() for part in before.split(",")] if before else None
+    if listed is not None and index >= len(listed):
+        raise ValueError(f"serving.device={device}: CUDA_VISIBLE_DEVICES={before} lists {len(listed)} GPUs")
+    with _device_lock:
+        os.environ["CUDA_VISIBLE_DEVICES"] = listed[index] if listed is not None else str(index)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 class VLLMBackend:
     """Engine `vllm`. `strict` (default): fail loudly when vLLM is missing; otherwise run the
     hf engine in its place, recorded as such in `describe()` and the manifest."""
@@ -152,19 +186,25 @@ class VLLMBackend:
         tokenizer_dir = self.model_config.tokenizer or self.model_config.path
         self.engine_args = engine_arguments(self.settings, self.model_config, str(model_dir),
                                             str(tokenizer_dir) if tokenizer_dir else None)
-        if self.interface == "offline":
-            from vllm import LLM
+        args = dict(self.engine_args)
+        if isinstance(args.get("kv_transfer_config"), dict):
+            from vllm.config import KVTransferConfig
 
-            self.llm = LLM(**self.engine_args)
-        else:
-            event_loop.run(self._start_async())
+            args["kv_transfer_config"] = KVTransferConfig(**args["kv_transfer_config"])
+        with visible_device(self.settings.get("device")):
+            if self.interface == "offline":
+                from vllm import LLM
+
+                self.llm = LLM(**args)
+            else:
+                event_loop.run(self._start_async(args))
         self._close_memory_phase("load")
 
-    async def _start_async(self) -> None:
+    async def _start_async(self, args: dict[str, Any]) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_args),
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args),
                                                 stat_loggers=[_step_logger_factory(self.step_samples)])
 
     def _start_fallback(self, reason: str) -> None:
@@ -275,6 +315,8 @@ class VLLMBackend:
             arrival_time=request.arrival_time,
             metadata={"num_cached_tokens": output.num_cached_tokens or 0,
                       "finish_reason": completion.finish_reason})
+        if output.kv_transfer_params is not None:  # what the KV connector hands to the decode side
+            result.metadata["kv_transfer_params"] = output.kv_transfer_params
         streamed = self.interface == "async"
         result.metadata.update(engine_split(output.metrics, result.ttft_ms if streamed else None))
         if output.prompt_logprobs is not None:

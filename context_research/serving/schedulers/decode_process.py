@@ -1,0 +1,220 @@
+"""The decode pool as a worker process: its own HFBackend, KV over torch.distributed gloo.
+
+`ProcessDecodeEngine` is the decode pool's engine when `transfer=process`. It takes the hf
+engine's arguments, starts a worker process (spawned) that builds an HFBackend from the same
+model config and seed (the same weights as the prefill engine's), and joins it in a two-rank gloo
+process group (rank 0 here, rank 1 there; rendezvous through a file, nothing leaves the host).
+
+A handoff sends the request and a header (tensor shapes, dtype, first token and its time) over a
+control queue, then every KV tensor over gloo (`send`, one tensor per layer's keys or values). In
+the worker a receiver thread announces the request to the decoder thread, receives the tensors into
+a new DynamicCache and marks it usable; the decoder takes handoffs in order when free, waits for
+the KV, decodes and sends the result back. Times are `time.perf_counter()`, which on Linux is the
+system-wide monotonic clock, so both processes stamp one timeline:
+
+    kv_transfer_s = KV usable in the worker - first send here
+    kv_wait_s     = decoder free and holding the request -> its KV usable (0 if it was already)
+    kv_bytes      = bytes sent (numel x element size); the worker checks it received as many
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import queue
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from datetime import timedelta
+from typing import Any
+
+from context_research.serving.backends.base import GenerationRequest
+from context_research.serving.schedulers.kv_handoff import cache_tensors, tensor_bytes
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 600.0
+KV_TAG = 0
+
+
+def _process_group(store_path: str, rank: int):
+    import torch.distributed as dist
+
+    return dist.ProcessGroupGloo(dist.FileStore(store_path, 2), rank, 2, timedelta(seconds=START_TIMEOUT_S))
+
+
+def _receive(engine: Any, group: Any, header: dict[str, Any]) -> tuple[Any, int]:
+    """Receive the KV tensors of one handoff into a DynamicCache usable by `engine`."""
+    import torch
+    from transformers import DynamicCache
+
+    tensors = [torch.empty(shape, dtype=header["dtype"], device=engine.device) for shape in header["shapes"]]
+    for tensor in tensors:
+        group.recv([tensor], 0, KV_TAG).wait()
+    cache = DynamicCache(config=engine.model.config)
+    for layer, (keys, values) in enumerate(zip(tensors[0::2], tensors[1::2])):
+        cache.update(keys, values, layer)
+    return cache, tensor_bytes(tensors)
+
+
+def _decoder(engine: Any, handoffs: queue.Queue, results: Any) -> None:
+    """Worker thread: decode each handed-over request once its KV is usable."""
+    import torch
+
+    from context_research.serving.backends.hf import PrefillState
+
+    while True:
+        item = handoffs.get()
+        if item is None:
+            return
+        ticket, request, header, received, box = item
+        ready = time.perf_counter()
+        received.wait()
+        try:
+            if "error" in box:
+                raise box["error"]
+            state = PrefillState(cache=box["cache"], next_token=torch.tensor([[header["first_token"]]]),
+                                 prompt_tokens=header["prompt_tokens"])
+            result = engine.decode_from(request, state, header["first_time"], header["dispatch_time"])
+            results.put(("result", ticket, result, {"kv_ready": box["ready"], "kv_wait_s": max(0.0, box["ready"] - ready),
+                                                    "kv_bytes_received": box["bytes"]}))
+        except Exception as error:  # noqa: BLE001 - reported to the parent, the worker goes on
+            results.put(("error", ticket, f"{type(error).__name__}: {error}", None))
+
+
+def serve(settings: dict[str, Any], store_path: str, inbox: Any, results: Any) -> None:
+    """Worker process main: build the engine, join the process group, receive and decode until told to stop."""
+    from context_research.serving.backends.hf import HFBackend
+
+    group = _process_group(store_path, 1)
+    engine = HFBackend(**settings)
+    engine.start()
+    results.put(("ready", None, engine.describe(), {"pid": os.getpid()}))
+    handoffs: queue.Queue = queue.Queue()
+    decoder = threading.Thread(target=_decoder, args=(engine, handoffs, results), name="decoder", daemon=True)
+    decoder.start()
+    while True:
+        message = inbox.get()
+        if message is None:
+            handoffs.put(None)
+            decoder.join()
+            return
+        kind, ticket, payload = message
+        if kind == "warmup":
+            engine.warmup()
+            results.put(("warm", ticket, None, None))
+            continue
+        request, header = payload
+        received = threading.Event()
+        box: dict[str, Any] = {}
+        handoffs.put((ticket, request, header, received, box))
+        try:
+            box["cache"], box["bytes"] = _receive(engine, group, header)
+        except Exception as error:  # noqa: BLE001 - the request fails in the decoder thread
+            box["error"] = error
+        box["ready"] = time.perf_counter()
+        received.set()
+
+
+class ProcessDecodeEngine:
+    """Engine `hf` of the decode pool, running in a worker process (see the module doc). Takes the
+    hf engine's arguments; the worker builds `HFBackend(model, cache_dir, **settings)`."""
+
+    _tickets = itertools.count()
+
+    def __init__(self, model: Any, cache_dir: str = ".cache/context_research", **settings: Any) -> None:
+        self.settings = {"model": model, "cache_dir": cache_dir, **settings}
+        self.engine_key = ""
+        self.device = settings.get("device", "cpu")
+        self._process = None
+        self._group = None
+        self._inbox = None
+        self._results = None
+        self._listener: threading.Thread | None = None
+        self._pending: dict[int, tuple[Future, Any]] = {}
+        self._send_lock = threading.Lock()
+        self._describe: dict[str, Any] = {}
+        self._store_dir: tempfile.TemporaryDirectory | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._store_dir = tempfile.TemporaryDirectory(prefix="decode-pool-")
+        store_path = os.path.join(self._store_dir.name, "store")
+        self._inbox, self._results = context.Queue(), context.Queue()
+        self._process = context.Process(target=serve, args=(self.settings, store_path, self._inbox, self._results),
+                                        name="decode-pool", daemon=True)
+        self._process.start()
+        self._group = _process_group(store_path, 0)
+        kind, _, description, extra = self._results.get(timeout=START_TIMEOUT_S)
+        if kind != "ready":
+            raise RuntimeError(f"decode worker failed to start: {description}")
+        self._describe = {**description, "process": extra["pid"], "kv_link": "torch.distributed gloo"}
+        self._listener = threading.Thread(target=self._listen, name="decode-pool-results", daemon=True)
+        self._listener.start()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._inbox.put(None)
+        self._process.join(timeout=60)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._results.put(("closed", None, None, None))
+        self._listener.join()
+        self._process = self._group = None
+        self._store_dir.cleanup()
+
+    def warmup(self) -> None:
+        future: Future = Future()
+        ticket = next(self._tickets)
+        self._pending[ticket] = (future, None)
+        self._inbox.put(("warmup", ticket, None))
+        future.result(timeout=START_TIMEOUT_S)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._describe)
+
+    # handoffs --------------------------------------------------------------------------------
+    def handoff(self, request: GenerationRequest, state: Any, first_time: float, dispatch_time: float) -> Future:
+        """Send the request and its KV to the worker; the future gets the decoded result."""
+        tensors = [t.contiguous() for t in cache_tensors(state.cache)]
+        header = {"shapes": [tuple(t.shape) for t in tensors], "dtype": tensors[0].dtype,
+                  "first_token": int(state.next_token.item()), "prompt_tokens": state.prompt_tokens,
+                  "first_time": first_time, "dispatch_time": dispatch_time}
+        future: Future = Future()
+        ticket = next(self._tickets)
+        with self._send_lock:
+            start = time.perf_counter()
+            self._pending[ticket] = (future, {"start": start, "kv_bytes": tensor_bytes(tensors)})
+            self._inbox.put(("handoff", ticket, (request, header)))
+            for tensor in tensors:
+                self._group.send([tensor], 1, KV_TAG).wait()
+        return future
+
+    def _listen(self) -> None:
+        """Listener thread: hand each message from the worker to the future waiting for it."""
+        while True:
+            kind, ticket, payload, extra = self._results.get()
+            if kind == "closed":
+                return
+            future, sent = self._pending.pop(ticket)
+            if kind == "error":
+                future.set_exception(RuntimeError(f"decode worker: {payload}"))
+            elif kind == "warm":
+                future.set_result(None)
+            else:
+                result = payload
+                if extra["kv_bytes_received"] != sent["kv_bytes"]:
+                    future.set_exception(RuntimeError(f"KV handoff: sent {sent['kv_bytes']} bytes, the worker "
+                                                      f"received {extra['kv_bytes_received']}"))
+                    continue
+                seconds = extra["kv_ready"] - sent["start"]
+                result.metadata.update(
+                    kv_bytes=sent["kv_bytes"], kv_transfer_s=seconds, kv_wait_s=extra["kv_wait_s"],
+                    kv_bandwidth_gb_s=sent["kv_bytes"] / seconds / 1e9 if seconds > 0 else float("nan"),
+                    kv_transfer_mode="process", kv_simulated=False, kv_source="cpu (prefill process)",
+                    kv_destination=f"{self.device} (decode process {self._describe.get('process')})")
+                future.set_result(result)

@@ -1,0 +1,77 @@
+"""Where the two pools of a disaggregated run go and how the KV moves between them.
+
+`auto` is resolved from the GPUs this process can see (NVML, CUDA_VISIBLE_DEVICES honoured), before
+any engine starts and without initialising CUDA here (vLLM starts its engine processes after this):
+
+    GPUs   prefill  decode   transfer (hf)   transfer (vllm)
+    >= 2   cuda:0   cuda:1   device_copy     connector
+    1      cuda:0   cuda:0   simulated       simulated
+    0      cpu      cpu      process         (vLLM needs a GPU)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Placement:
+    prefill_device: str
+    decode_device: str
+    transfer: str  # device_copy | process | connector | simulated
+
+    @property
+    def simulated(self) -> bool:
+        return self.transfer == "simulated"
+
+
+def visible_gpu_count() -> int:
+    """GPUs visible to this process: NVML's count, limited by CUDA_VISIBLE_DEVICES when set."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no NVML: no GPU to place a pool on
+        return 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return count
+    ids = [part for part in listed.split(",") if part.strip() and part.strip() != "-1"]
+    return min(count, len(ids))
+
+
+def resolve(engine: str, prefill_device: str, decode_device: str, transfer: str,
+            gpus: int | None = None) -> Placement:
+    """The concrete placement for a scheduler config (see the module table)."""
+    if gpus is None and "auto" in (prefill_device, decode_device, transfer):
+        gpus = visible_gpu_count()
+    if transfer == "auto":
+        if gpus and gpus >= 2:
+            transfer = "connector" if engine == "vllm" else "device_copy"
+        elif gpus == 1:
+            transfer = "simulated"
+        elif engine == "vllm":
+            raise RuntimeError("scheduler=disaggregated with serving=vllm needs a GPU; none is visible")
+        else:
+            transfer = "process"
+    if prefill_device == "auto":
+        prefill_device = "cuda:0" if gpus else "cpu"
+    if decode_device == "auto":
+        if transfer in ("simulated",):
+            decode_device = prefill_device
+        elif transfer == "process":
+            decode_device = "cpu"
+        else:
+            decode_device = "cuda:1" if prefill_device != "cuda:1" else "cuda:0"
+    if transfer == "simulated" and decode_device != prefill_device:
+        raise RuntimeError(f"transfer=simulated shares one device, but prefill_device={prefill_device} and "
+                           f"decode_device={decode_device}")
+    if transfer in ("device_copy", "connector") and prefill_device == decode_device and engine == "vllm":
+        raise RuntimeError(f"transfer={transfer} needs two GPUs; both pools are on {prefill_device} "
+                           "(use transfer=simulated)")
+    return Placement(prefill_device, decode_device, transfer)

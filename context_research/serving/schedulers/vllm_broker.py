@@ -1,0 +1,233 @@
+"""The vLLM broker: two vLLM 0.26 engines joined by a KV connector that ships with vLLM.
+
+Per request, on the process-wide event loop:
+
+    1. prefill engine: the prompt with max_tokens=1 (and `prefill_kv_transfer_params`, if any).
+       Its first token goes to the client at once: that is the request's first token (TTFT).
+       The connector saves the prompt's KV during this step.
+    2. decode engine: prompt + first token, max_tokens = max_new_tokens - 1, with the
+       kv_transfer_params the prefill output returned (NixlConnector returns the remote blocks;
+       ExampleConnector returns none: it finds the KV by the hash of the prompt's tokens). The
+       decode engine loads the KV in its first step for the request and computes only the
+       uncached tail (fewer than block_size + 1 tokens), then continues decoding.
+
+ExampleConnector (vLLM's `example_connector.py`) writes each layer's KV of the prompt's first
+`(len(prompt) - 1) // block_size * block_size` tokens to `<shared_storage_path>/<md5 of those token
+ids as int64>/<layer>.safetensors` during the prefill step, and the decode engine reads them back.
+This module computes the same folder, reads the bytes stored there (from the safetensors headers:
+exactly the tensors the decode engine loads) and removes the folder once the request is done.
+ExampleConnector exposes no transfer statistics, so the times come from the broker and the engines:
+
+    kv_bytes       bytes the connector stored for the request (and the decode engine loaded)
+    kv_transfer_s  prefill output at the broker -> the decode engine's first output at the broker
+                   (decode submit, decode queue, KV load, the tail's forward step)
+    kv_wait_s      the decode engine's first step for the request (scheduled -> first token, engine
+                   timestamps): the engine holds the request but its step is blocked loading the KV
+                   (the tail's forward is part of that step)
+
+With both pools on one GPU (`simulated`) the connector still moves the KV through storage, but
+kv_transfer_s is kv_bytes / link bandwidth, labelled simulated; the measured span is kept as kv_handoff_s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.serving.prompting import encode_prompt
+
+DEV_SHM = Path("/dev/shm")
+SHM_STORAGE = DEV_SHM / "context_research_kv"
+
+
+def storage_dir(setting: str, fallback: str, min_free_gb: float) -> Path:
+    """Where ExampleConnector keeps the KV: `setting`, or for `auto` /dev/shm when it has
+    `min_free_gb` GiB free (host memory, no disk in the path), else `fallback` on disk."""
+    if setting != "auto":
+        return Path(setting).resolve()
+    if DEV_SHM.is_dir() and shutil.disk_usage(DEV_SHM).free >= min_free_gb * 2**30:
+        return SHM_STORAGE
+    return Path(fallback).resolve()
+
+
+def stored_tokens(prompt_len: int, block_size: int) -> int:
+    """Tokens whose KV ExampleConnector stores for a prompt (its `align_to_block_size`)."""
+    return (prompt_len - 1) // block_size * block_size
+
+
+def _safe_hash(data: bytes) -> str:
+    """vLLM 0.26's `vllm.utils.hashing.safe_hash(data, usedforsecurity=False).hexdigest()`."""
+    try:
+        from vllm.utils.hashing import safe_hash
+    except ImportError:  # the same rule, for hosts without vLLM (md5, sha256 where FIPS forbids md5)
+        try:
+            return hashlib.md5(data, usedforsecurity=False).hexdigest()
+        except ValueError:
+            return hashlib.sha256(data).hexdigest()
+    return safe_hash(data, usedforsecurity=False).hexdigest()
+
+
+class ExampleConnectorStorage:
+    """The per-request folders of vLLM's ExampleConnector under `root`."""
+
+    def __init__(self, root: Path, block_size: int) -> None:
+        self.root = Path(root)
+        self.block_size = block_size
+
+    def folder(self, prompt_ids: list[int], block_size: int | None = None) -> Path:
+        """The folder the prefill engine writes this prompt's KV to (ExampleConnector's naming)."""
+        tokens = stored_tokens(len(prompt_ids), block_size or self.block_size)
+        data = np.asarray(prompt_ids[:tokens], dtype=np.int64).tobytes()
+        return self.root / _safe_hash(data)
+
+    def find(self, prompt_ids: list[int]) -> Path | None:
+        """The prompt's folder as the engine wrote it: under the frontend's block size, else under
+        another power-of-two block size (an attention backend may choose its own in the engine core)."""
+        for block_size in dict.fromkeys([self.block_size, *(2 ** k for k in range(4, 11))]):
+            folder = self.folder(prompt_ids, block_size)
+            if folder.is_dir():
+                return folder
+        return None
+
+    @staticmethod
+    def stored(folder: Path) -> tuple[int, int, int]:
+        """(bytes, layers, tokens) of the KV tensors in a request's folder, from the safetensors
+        headers (8-byte little-endian header length, then JSON with each tensor's data offsets)."""
+        total, layers, tokens = 0, 0, 0
+        for path in sorted(folder.glob("*.safetensors")):
+            with path.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            for name, entry in header.items():
+                if name == "__metadata__":
+                    continue
+                start, end = entry["data_offsets"]
+                total += end - start
+                tokens = entry["shape"][0] if entry["shape"] else 0
+            layers += 1
+        return total, layers, tokens
+
+    def clear(self) -> None:
+        """Remove request folders left from an earlier run (the root is ours alone)."""
+        if self.root.is_dir():
+            for child in self.root.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+
+
+def connector_config(connector: str, role: str, storage: Path) -> dict[str, Any]:
+    """The `kv_transfer_config` engine argument of one pool (vLLM's KVTransferConfig fields)."""
+    config: dict[str, Any] = {"kv_connector": connector, "kv_role": role}
+    if connector == "ExampleConnector":
+        config["kv_connector_extra_config"] = {"shared_storage_path": str(storage)}
+    return config
+
+
+class VLLMBroker:
+    """Prefill on one vLLM engine, decode on another (see the module doc)."""
+
+    def __init__(self, prefill_engine: Any, decode_engine: Any, storage: ExampleConnectorStorage | None,
+                 label: Callable[[GenerationResult], GenerationResult], on_decode: Callable[[str], Any],
+                 simulated: bool, link_bandwidth_gb_s: float, kv_bytes_per_token: int,
+                 prefill_kv_transfer_params: dict[str, Any] | None = None) -> None:
+        self.prefill_engine = prefill_engine
+        self.decode_engine = decode_engine
+        self.storage = storage
+        self.label = label
+        self.on_decode = on_decode
+        self.simulated = simulated
+        self.link_bandwidth_gb_s = link_bandwidth_gb_s
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.prefill_kv_transfer_params = dict(prefill_kv_transfer_params or {})
+        eos = prefill_engine.model_config.config_json.get("eos_token_id")
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult:
+        engine = self.prefill_engine
+        ids = encode_prompt(engine.tokenizer, request, engine.model_config.chat_template_kwargs)
+        metadata = dict(request.metadata)
+        if self.prefill_kv_transfer_params:
+            metadata["kv_transfer_params"] = dict(self.prefill_kv_transfer_params)
+        first = await engine.generate_async(GenerationRequest(
+            request_id=f"{request.request_id}-prefill", prompt_token_ids=ids, max_new_tokens=1,
+            temperature=request.temperature, top_p=request.top_p, seed=request.seed,
+            arrival_time=request.arrival_time, metadata=metadata))
+        token = first.output_token_ids[0]
+        ignore_eos = bool(request.metadata.get("ignore_eos", False))
+        if request.max_new_tokens <= 1 or (not ignore_eos and token in self.eos_ids):
+            self._discard(ids)
+            return self.label(self._merge(request, ids, first, None))
+        self.on_decode(request.request_id)
+        decode_metadata = {key: value for key, value in request.metadata.items() if key != "kv_transfer_params"}
+        if first.metadata.get("kv_transfer_params") is not None:
+            decode_metadata["kv_transfer_params"] = first.metadata["kv_transfer_params"]
+        try:
+            rest = await self.decode_engine.generate_async(GenerationRequest(
+                request_id=f"{request.request_id}-decode", prompt_token_ids=ids + [token],
+                max_new_tokens=request.max_new_tokens - 1, temperature=request.temperature, top_p=request.top_p,
+                seed=request.seed, arrival_time=request.arrival_time, metadata=decode_metadata))
+            result = self._merge(request, ids, first, rest)
+            result.metadata.update(self._accounting(ids, first, rest))
+        finally:
+            self._discard(ids)
+        return self.label(result)
+
+    def _discard(self, ids: list[int]) -> None:
+        folder = self.storage.find(ids) if self.storage is not None else None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _accounting(self, ids: list[int], first: GenerationResult, rest: GenerationResult) -> dict[str, Any]:
+        handoff_s = rest.first_token_time - first.last_token_time
+        figures: dict[str, Any] = {"kv_handoff_s": handoff_s,
+                                   "kv_wait_s": rest.metadata.get("prefill_ms", float("nan")) / 1e3,
+                                   "decode_cached_tokens": rest.metadata.get("num_cached_tokens", 0)}
+        if self.storage is not None:
+            folder = self.storage.find(ids)
+            if folder is None:  # nothing stored: the decode engine had no KV to load
+                figures.update(kv_bytes=float("nan"), kv_accounting="connector_files_missing")
+            else:
+                kv_bytes, layers, tokens = self.storage.stored(folder)
+                figures.update(kv_bytes=kv_bytes, kv_layers=layers, kv_tokens=tokens,
+                               kv_accounting="connector_files")
+        else:  # a connector whose storage this broker cannot read: the model's KV bytes per token
+            tokens = len(ids)
+            figures.update(kv_bytes=tokens * self.kv_bytes_per_token, kv_tokens=tokens,
+                           kv_accounting="prompt_tokens_x_kv_bytes_per_token")
+        if self.simulated:
+            transfer_s = figures["kv_bytes"] / (self.link_bandwidth_gb_s * 1e9)
+        else:
+            transfer_s = handoff_s
+        figures.update(kv_transfer_s=transfer_s, kv_simulated=self.simulated,
+                       kv_transfer_mode="simulated" if self.simulated else "connector",
+                       kv_bandwidth_gb_s=figures["kv_bytes"] / transfer_s / 1e9 if transfer_s > 0 else float("nan"))
+        return figures
+
+    def _merge(self, request: GenerationRequest, ids: list[int], first: GenerationResult,
+               rest: GenerationResult | None) -> GenerationResult:
+        """The client's view: the first token from the prefill engine, the rest from the decode engine."""
+        tokens = first.output_token_ids + (rest.output_token_ids if rest else [])
+        times = first.token_times[:1] + (rest.token_times if rest else [])
+        tokenizer = self.prefill_engine.tokenizer
+        text = tokenizer.decode(tokens, skip_special_tokens=True) if tokenizer is not None else ""
+        metadata = {key: value for key, value in first.metadata.items()
+                    if key not in ("decode_ms", "kv_transfer_params", "finish_reason")}
+        if rest is not None:
+            metadata.update(finish_reason=rest.metadata.get("finish_reason"),
+                            decode_engine_queue_ms=rest.metadata.get("engine_queue_ms"),
+                            decode_first_step_ms=rest.metadata.get("prefill_ms"),
+                            decode_ms=rest.metadata.get("decode_ms"))
+        else:
+            metadata["finish_reason"] = first.metadata.get("finish_reason")
+        return GenerationResult(
+            request_id=request.request_id, text=text, prompt_tokens=len(ids), completion_tokens=len(tokens),
+            output_token_ids=tokens, dispatch_time=first.dispatch_time, first_token_time=first.first_token_time,
+            last_token_time=times[-1], token_times=times, arrival_time=request.arrival_time, metadata=metadata)

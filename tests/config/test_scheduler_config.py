@@ -1,0 +1,35 @@
+"""The disaggregated scheduler's config: composed with the engine it serves, bad values refused
+with one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from context_research.config import ConfigError, validate
+from tests.conftest import compose_config
+
+
+def test_the_scheduler_knows_the_serving_engine():
+    assert compose_config(["scheduler=disaggregated"]).scheduler.engine == "hf"
+    vllm = compose_config(["scheduler=disaggregated", "serving=vllm", "model=qwen3_8b", "model.load_format=dummy"])
+    assert vllm.scheduler.engine == "vllm"
+    typed = validate(vllm)["scheduler"]
+    assert typed.transfer == "auto" and typed.connector == "ExampleConnector"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["scheduler.transfer=connector"], "scheduler.transfer='connector': allowed: auto, device_copy, process, simulated"),
+    (["scheduler.transfer=device_copy", "scheduler.prefill_device=cuda:0", "scheduler.decode_device=cuda:0"],
+     "scheduler.decode_device='cuda:0': a GPU other than prefill_device"),
+    (["scheduler.transfer=process", "scheduler.decode_device=cuda:1"], "scheduler.decode_device='cuda:1': cpu or auto"),
+    (["scheduler.prefill_device=gpu0"], "scheduler.prefill_device='gpu0': auto, cpu or cuda:N"),
+    (["scheduler.link_bandwidth_gb_s=0"], "scheduler.link_bandwidth_gb_s=0.0: GB/s > 0"),
+    (["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", "scheduler.transfer=process"],
+     "scheduler.transfer='process': allowed: auto, connector, simulated"),
+    (["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", "scheduler.decode_device=cpu"],
+     "scheduler.decode_device='cpu': auto or cuda:N"),
+])
+def test_bad_values_are_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate(compose_config(["scheduler=disaggregated", *overrides]))
+    assert message in str(error.value) and "\n" not in str(error.value)
