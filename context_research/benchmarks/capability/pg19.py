@@ -55,7 +55,9 @@ class BookWindows:
 
 
 def sliding_windows(book_id: str, ids: list[int], length: int, stride: int) -> list[Window]:
-    """Windows of at most `length` tokens starting every `stride` tokens, until the book's end."""
+    """Windows of at most `length` tokens starting every `stride` (< `length`) tokens, until the book's end."""
+    if not 1 <= stride < length:
+        raise ValueError(f"stride {stride} must be from 1 to the window length - 1 ({length - 1})")
     windows: list[Window] = []
     scored_until = 0
     for begin in range(0, len(ids), stride):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from context_research.benchmarks.capability.longbench_spec import DATASET2PROMPT
+from context_research.benchmarks.capability.ruler_synthesis import wonderwords_lists
 
 SPECIALS = ["<|endoftext|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"]  # ids 0..4; tiny_qwen3 eos = 2
 CHAT_TEMPLATE = (
@@ -27,11 +28,7 @@ _built: dict[str, Path] = {}
 
 def english_text(seed: int, sentences: int) -> str:
     """Seeded pseudo-English prose from the wonderwords lists, with numbers and punctuation."""
-    from wonderwords.random_word import _get_words_from_text_file
-
-    nouns = _get_words_from_text_file("nounlist.txt")
-    adjectives = _get_words_from_text_file("adjectivelist.txt")
-    verbs = _get_words_from_text_file("verblist.txt")
+    nouns, adjectives, verbs = wonderwords_lists()
     rng = random.Random(seed)
     out = []
     for i in range(sentences):
@@ -52,7 +49,7 @@ def build_tokenizer(directory: Path) -> Path:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=4096, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = [english_text(seed, 400) for seed in range(8)] + [json.dumps(DATASET2PROMPT)]
+    corpus = [english_text(seed, 300) for seed in range(3)] + [json.dumps(DATASET2PROMPT)]
     tokenizer.train_from_iterator(corpus, trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|bos|>", eos_token="<|eos|>",
                                       pad_token="<|endoftext|>", additional_special_tokens=SPECIALS[3:])
@@ -82,7 +79,7 @@ def write_data(root: Path) -> Path:
     """LongBench JSONL for every English task, RULER's essay JSON and three PG19 test books."""
     (root / "longbench").mkdir(parents=True)
     for task in ENGLISH_TASKS:
-        lines = [json.dumps(longbench_row(task, i)) for i in range(6)]
+        lines = [json.dumps(longbench_row(task, i)) for i in range(5)]
         (root / "longbench" / f"{task}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "ruler").mkdir()
     (root / "ruler" / "PaulGrahamEssays.json").write_text(json.dumps({"text": english_text(101, 300)}))
@@ -92,7 +89,7 @@ def write_data(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """One tokenizer per test process."""
     if "tokenizer" not in _built:
@@ -100,9 +97,18 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     return _built["tokenizer"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One data directory per test process."""
     if "data" not in _built:
         _built["data"] = write_data(tmp_path_factory.mktemp("capability-data"))
     return _built["data"]
+
+
+def tiny_model(tokenizer: Path, *overrides: str):
+    """tiny_qwen3's typed model config with the local tokenizer."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose_config
+
+    return OmegaConf.to_object(compose_config([f"model.tokenizer={tokenizer}", *overrides]).model)
