@@ -1,14 +1,15 @@
 """Capability benchmark schemas: LongBench v1, RULER and PG19 on fixed seeded subsets.
 
-All three share `context_len` (the token budget the sweep axis `prompt_len` feeds in the E4 preset),
-`num_samples` (per task) and `seed` (which samples). `max_sequence_tokens` is the longest sequence a
-job sends, checked against model.max_model_len by the cross-field rules.
+All three need the model's tokenizer and share `context_len` (the token budget, which the sweep axis
+`prompt_len` feeds in the E4 preset), `num_samples` (per task) and `seed` (which samples).
+`max_sequence_tokens` is the longest sequence a job sends, checked against model.max_model_len by
+the cross-field rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 from context_research.benchmarks.capability import longbench_spec, ruler_spec
 from context_research.config.errors import require
@@ -28,6 +29,7 @@ def _check_common(num_samples: int, seed: int, context_len: Optional[int]) -> No
 class LongBenchConfig:
     """LongBench v1 tasks from local JSONL files, official prompts, truncation and metrics."""
 
+    needs_tokenizer: ClassVar[bool] = True  # prompts are built and measured in the model's tokens
     _target_: str = "context_research.benchmarks.capability.longbench.LongBenchTask"
     name: str = "longbench"
     data_dir: str = "data/longbench"
@@ -58,6 +60,7 @@ class LongBenchConfig:
 class RulerConfig:
     """RULER tasks synthesised to `context_len` tokens (prompt + tokens to generate)."""
 
+    needs_tokenizer: ClassVar[bool] = True  # prompts are built and measured in the model's tokens
     _target_: str = "context_research.benchmarks.capability.ruler.RulerTask"
     name: str = "ruler"
     tasks: List[str] = field(default_factory=lambda: list(ruler_spec.TASKS))
@@ -84,6 +87,7 @@ class RulerConfig:
 class PG19Config:
     """Sliding-window perplexity over local PG19 books (`<data_dir>/<split>/<id>.txt`)."""
 
+    needs_tokenizer: ClassVar[bool] = True  # prompts are built and measured in the model's tokens
     _target_: str = "context_research.benchmarks.capability.pg19.PG19Task"
     name: str = "pg19"
     data_dir: str = "data/pg19"

@@ -87,6 +87,14 @@ def _check_token_budget(cfg: DictConfig, typed: dict[str, Any]) -> None:
             f"the longest sequence it implies ({needed} tokens with the generated ones) must be <= {key} ({limit})")
 
 
+def _check_tokenizer(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """Benchmarks that build prompts from text need the model's tokenizer, from a local directory."""
+    if getattr(typed["benchmark"], "needs_tokenizer", False):
+        model = typed["model"]
+        require(bool(model.tokenizer or model.path), "model.tokenizer", model.tokenizer,
+                f"a local tokenizer directory (or model.path) for benchmark {typed['benchmark'].name}")
+
+
 def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
     scheduler = typed["scheduler"]
     require(hasattr(scheduler, "name"), "scheduler", cfg.scheduler, "a scheduler config with a name")
@@ -96,6 +104,7 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
     _check_weights,
     _check_token_budget,
+    _check_tokenizer,
     _check_scheduler_pools,
 ]
 

@@ -3,15 +3,18 @@ model's length; the E4 and E6 presets compose (with serving=hf until conf/servin
 
 import pytest
 
-from conftest import compose_config
+from conftest import CONF, compose_config
 from context_research.config import ConfigError, validate
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
+
+
+TOKENIZER = f"model.tokenizer={CONF}"  # validation only checks that the directory exists
 
 
 @pytest.mark.parametrize("group, schema", [("longbench", LongBenchConfig), ("ruler", RulerConfig),
                                            ("pg19", PG19Config)])
 def test_each_benchmark_composes_and_validates(group, schema):
-    cfg = compose_config([f"benchmark={group}", "num_prompts=3", "seed=5", "paths.data_dir=/data"])
+    cfg = compose_config([f"benchmark={group}", "num_prompts=3", "seed=5", "paths.data_dir=/data", TOKENIZER])
     typed = validate(cfg)["benchmark"]
     assert isinstance(typed, schema)
     assert (typed.num_samples, typed.seed) == (3, 5)
@@ -27,23 +30,27 @@ def test_each_benchmark_composes_and_validates(group, schema):
     (["benchmark=ruler", "benchmark.essay_file=null"], "benchmark.essay_file", "niah_single_2"),
     (["benchmark=pg19", "benchmark.stride=4000", "benchmark.context_len=4000"], "benchmark.stride", "3999"),
     (["benchmark=longbench", "benchmark.num_samples=0"], "benchmark.num_samples", ">= 1"),
+    (["benchmark=pg19", "model.tokenizer=null"], "model.tokenizer", "a local tokenizer directory"),
 ])
 def test_bad_values_name_the_key(overrides, key, allowed):
     with pytest.raises(ConfigError) as error:
-        validate(compose_config(overrides))
+        validate(compose_config([TOKENIZER, *overrides]))
     assert error.value.key == key and allowed in str(error.value)
 
 
-def test_budgets_that_fit_pass():
-    validate(compose_config(["benchmark=longbench", "benchmark.context_len=3584"]))  # 3584 + 512 = 4096
-    validate(compose_config(["benchmark=ruler", "benchmark.context_len=4096"]))
-    validate(compose_config(["benchmark=pg19", "benchmark.context_len=4096"]))
-    validate(compose_config(["benchmark=longbench", "benchmark.tasks=[qasper_e,lsht]"]))
+@pytest.mark.parametrize("overrides", [
+    ["benchmark=longbench", "benchmark.context_len=3584"],  # 3584 + 512 to generate = 4096
+    ["benchmark=ruler", "benchmark.context_len=4096"],
+    ["benchmark=pg19", "benchmark.context_len=4096"],
+    ["benchmark=longbench", "benchmark.tasks=[qasper_e,lsht]"],
+])
+def test_budgets_that_fit_pass(overrides):
+    validate(compose_config([TOKENIZER, *overrides]))
 
 
 @pytest.mark.parametrize("group", ["longbench", "ruler", "pg19"])
 def test_e4_composes_for_each_benchmark(group):
-    cfg = compose_config(["experiment=e4", "serving=hf", f"benchmark={group}"])
+    cfg = compose_config(["experiment=e4", "serving=hf", f"benchmark={group}", TOKENIZER])
     typed = validate(cfg)
     assert typed["model"].name == "qwen3_8b" and typed["benchmark"].context_len == 32768 == cfg.prompt_len
     assert typed["benchmark"].num_samples == 5

@@ -6,6 +6,8 @@ context, answers, length, dataset, language, all_classes, _id), loaded through `
 Prompts longer than the budget are truncated in the middle, as pred.py does; the budget is
 `context_len` tokens, or the model's (max_model_len - the task's generation length) when unset, and
 is shrunk further if the chat template would push prompt + generation past max_model_len.
+Decoding is greedy. pred.py also stops samsum at its first newline; eval.py scores only the first
+line of samsum (and trec, triviaqa, lsht) predictions, so the score is the same without the stop.
 """
 
 from __future__ import annotations
