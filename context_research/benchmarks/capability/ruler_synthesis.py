@@ -16,12 +16,14 @@ keys are drawn as an adjective and a noun (the same distribution as RULER's 6.2M
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import string
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -60,9 +62,6 @@ def wonderwords_lists() -> tuple[list[str], list[str], list[str]]:
 
 def read_essay_words(path: str) -> list[str]:
     """Haystack words of an essay file: RULER's PaulGrahamEssays.json ({"text": ...}) or plain text."""
-    import json
-    from pathlib import Path
-
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"RULER essay haystack {file} not found (a local JSON with a 'text' field, "

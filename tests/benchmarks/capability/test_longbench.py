@@ -10,7 +10,7 @@ from context_research.benchmarks.capability.longbench import LongBenchTask, buil
 from context_research.benchmarks.capability.prompting import PromptEncoder
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model(tokenizer_dir):
     return tiny_model(tokenizer_dir)
 

@@ -8,39 +8,50 @@ from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.ruler import synthesize
 from context_research.benchmarks.capability.ruler_spec import TASKS
 from context_research.benchmarks.capability.ruler_synthesis import (TaskSynthesizer, TooShort, largest_fitting,
-                                                                    render_niah)
+                                                                    read_essay_words, render_niah)
 
 TARGET = 4096
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def encoder(tokenizer_dir):
     return PromptEncoder(tiny_model(tokenizer_dir))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def essay(data_dir):
     return str(data_dir / "ruler" / "PaulGrahamEssays.json")
 
 
-def test_every_task_fills_its_length_and_holds_its_needles(encoder, essay):
-    prompts = synthesize(encoder, list(TASKS), TARGET, 2, 7, essay)
-    assert [p.task for p in prompts] == [t for t in TASKS for _ in range(2)]
-    for prompt in prompts:
-        length = len(prompt.prompt_token_ids) + prompt.max_new_tokens
-        assert 0.98 * TARGET <= length <= TARGET, (prompt.task, length)
-        text = encoder.tokenizer.decode(prompt.prompt_token_ids)
-        assert prompt.references and all(answer in text for answer in prompt.references), prompt.task
-        assert prompt.metadata["needles"] >= len(prompt.references) or prompt.task == "vt"
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_task_fills_its_length_and_holds_its_needles(task, encoder, essay):
+    synthesizer = TaskSynthesizer(task, TARGET, 7, lambda r: len(encoder.encode(r.text, True, r.answer_prefix)),
+                                  lambda t: len(encoder.token_ids(t)), essay_words=read_essay_words(essay))
+    for index in range(2):
+        rendered = synthesizer.sample(index)
+        ids = encoder.encode(rendered.text, chat=True, answer_prefix=rendered.answer_prefix)
+        length = len(ids) + synthesizer.tokens_to_generate
+        assert 0.98 * TARGET <= length <= TARGET, length
+        prompt = encoder.tokenizer.decode(ids)
+        assert rendered.needles and all(needle in prompt for needle in rendered.needles)
+        assert rendered.outputs and all(answer in prompt for answer in rendered.outputs)
+
+
+def test_synthesized_prompts_carry_their_task_and_budget(encoder, essay):
+    prompts = synthesize(encoder, ["niah_single_1", "cwe"], 2048, 2, 0, essay)
+    assert [p.sample_id for p in prompts] == ["niah_single_1-2048-0", "niah_single_1-2048-1", "cwe-2048-0",
+                                              "cwe-2048-1"]
+    assert [p.max_new_tokens for p in prompts] == [128, 128, 120, 120]
+    assert all(p.metadata["length"] == len(p.prompt_token_ids) + p.max_new_tokens <= 2048 for p in prompts)
 
 
 def test_needle_sentences_are_in_the_prompt(encoder, essay):
-    synthesizer = TaskSynthesizer("niah_multikey_1", 2048, 3, lambda r: len(encoder.encode(r.text, True, r.answer_prefix)),
-                                  lambda t: len(encoder.token_ids(t)),
-                                  essay_words=open(essay).read().split())
+    synthesizer = TaskSynthesizer("niah_multikey_1", 2048, 3,
+                                  lambda r: len(encoder.encode(r.text, True, r.answer_prefix)),
+                                  lambda t: len(encoder.token_ids(t)), essay_words=read_essay_words(essay))
     rendered = synthesizer.sample(0)
-    assert len(rendered.needles) == 4 and all(n in rendered.text for n in rendered.needles)
-    assert rendered.text.count("One of the special magic numbers for") == 4
+    assert len(rendered.needles) == 4 and rendered.text.count("One of the special magic numbers for") == 4
+    assert len(rendered.outputs) == 1  # four keys, one asked about
 
 
 def test_generation_is_deterministic_per_seed(encoder, essay):
