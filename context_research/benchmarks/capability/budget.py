@@ -60,7 +60,7 @@ def capability_outcome(samples: pd.DataFrame, aggregate: Aggregate, sample_ids: 
     sequence = samples["prompt_tokens"] + samples["completion_tokens"]
     return {
         "task_scores": task_scores,
-        "score": round(sum(task_scores.values()) / len(task_scores), 2) if task_scores else math.nan,
+        "score": sum(task_scores.values()) / len(task_scores) if task_scores else math.nan,
         "n_samples": int(len(samples)),
         "sample_ids": sample_ids,
         "context_len": context_len,

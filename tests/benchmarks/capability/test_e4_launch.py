@@ -17,9 +17,10 @@ BUDGET = 1024
 
 
 def test_e4_runs_every_benchmark_and_records_samples(run_launch, tokenizer_dir, data_dir, tmp_path):
+    # one torch thread: ~2,000 decode steps of a tiny model, which oversubscribed cores slow down many-fold
     process, root = run_launch("-m", "experiment=e4", "serving=hf", "model=tiny_qwen3",
                                f"model.tokenizer={tokenizer_dir}", f"paths.data_dir={data_dir}",
-                               f"prompt_len={BUDGET}", "num_prompts=1", timeout=600)
+                               f"prompt_len={BUDGET}", "num_prompts=1", timeout=600, env={"OMP_NUM_THREADS": "1"})
     assert process.returncode == 0, process.stderr[-3000:]
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed"] * 3
