@@ -19,8 +19,9 @@ from context_research.config.errors import require
 DEFAULT_LONGBENCH_TASKS = ["qasper", "hotpotqa", "gov_report", "trec", "passage_count", "passage_retrieval_en", "lcc"]
 
 
-def _check_common(num_samples: int, seed: int, context_len: Optional[int]) -> None:
+def _check_common(num_samples: int, seed: int, context_len: Optional[int], max_model_len: Optional[int]) -> None:
     require(num_samples >= 1, "num_samples", num_samples, "an integer >= 1")
+    require(max_model_len is None or max_model_len >= 1, "max_model_len", max_model_len, "null or an integer >= 1")
     require(seed >= 0, "seed", seed, "an integer >= 0")
     require(context_len is None or context_len >= 1, "context_len", context_len, "an integer >= 1")
 
@@ -37,10 +38,11 @@ class LongBenchConfig:
     tasks: List[str] = field(default_factory=lambda: list(DEFAULT_LONGBENCH_TASKS))
     num_samples: int = 4
     seed: int = 0
-    context_len: Optional[int] = None  # prompt budget in tokens; null = the model's
+    context_len: Optional[int] = None  # prompt budget in tokens; null = what max_model_len leaves
+    max_model_len: Optional[int] = None  # the engine's limit where serving sets one; null = the model's
 
     def __post_init__(self) -> None:
-        _check_common(self.num_samples, self.seed, self.context_len)
+        _check_common(self.num_samples, self.seed, self.context_len, self.max_model_len)
         require(len(self.tasks) > 0, "tasks", self.tasks, "at least one task")
         for task in self.tasks:
             try:
@@ -68,9 +70,10 @@ class RulerConfig:
     num_samples: int = 4
     seed: int = 0
     essay_file: Optional[str] = None  # essay haystack (RULER's PaulGrahamEssays.json or a .txt)
+    max_model_len: Optional[int] = None  # the engine's limit where serving sets one; null = the model's
 
     def __post_init__(self) -> None:
-        _check_common(self.num_samples, self.seed, self.context_len)
+        _check_common(self.num_samples, self.seed, self.context_len, self.max_model_len)
         require(len(self.tasks) > 0, "tasks", self.tasks, "at least one task")
         for task in self.tasks:
             require(task in ruler_spec.TASKS, "tasks", task, "allowed: " + ", ".join(ruler_spec.TASKS))
@@ -96,9 +99,10 @@ class PG19Config:
     num_samples: int = 4  # books
     seed: int = 0
     max_doc_tokens: Optional[int] = None  # score only each book's first N tokens; null = whole books
+    max_model_len: Optional[int] = None  # the engine's limit where serving sets one; null = the model's
 
     def __post_init__(self) -> None:
-        _check_common(self.num_samples, self.seed, self.context_len)
+        _check_common(self.num_samples, self.seed, self.context_len, self.max_model_len)
         require(self.context_len >= 2, "context_len", self.context_len, "an integer >= 2")
         # windows must overlap by a token, or each window's first token would be scored without context
         require(self.stride is None or 1 <= self.stride < self.context_len, "stride", self.stride,

@@ -3,9 +3,9 @@ model's length; the E4 and E6 presets compose (with serving=hf until conf/servin
 
 import pytest
 
-from conftest import CONF, compose_config
 from context_research.config import ConfigError, validate
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
+from tests.conftest import CONF, compose_config
 
 
 TOKENIZER = f"model.tokenizer={CONF}"  # validation only checks that the directory exists
@@ -49,25 +49,43 @@ def test_budgets_that_fit_pass(overrides):
 
 
 @pytest.mark.parametrize("group", ["longbench", "ruler", "pg19"])
-def test_e4_composes_for_each_benchmark(group):
-    cfg = compose_config(["experiment=e4", "serving=hf", f"benchmark={group}", TOKENIZER])
+def test_e4_composes_for_each_benchmark_on_vllm(group):
+    cfg = compose_config(["experiment=e4", f"benchmark={group}", f"model.path={CONF}"])
     typed = validate(cfg)
-    assert typed["model"].name == "qwen3_8b" and typed["benchmark"].context_len == 32768 == cfg.prompt_len
-    assert typed["benchmark"].num_samples == 5
+    assert typed["serving"].engine == "vllm" and typed["model"].name == "qwen3_8b"
+    assert typed["benchmark"].context_len == 32768 == cfg.prompt_len and typed["benchmark"].num_samples == 5
+
+
+def test_e4_needs_real_weights_on_vllm():
+    with pytest.raises(ConfigError) as error:
+        validate(compose_config(["experiment=e4", TOKENIZER]))
+    assert error.value.key == "model.load_format"
+
+
+def test_the_engine_limit_bounds_the_budget():
+    cfg = compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384"])
+    assert cfg.benchmark.max_model_len == 16384
+    with pytest.raises(ConfigError, match="serving.max_model_len"):
+        validate(cfg)  # 32768 + 512 > 16384
+    validate(compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384",
+                             "prompt_len=8192"]))
+    assert compose_config(["benchmark=ruler", "serving=hf"]).benchmark.max_model_len is None  # the model's
 
 
 def test_e4_sweeps_the_three_benchmarks():
-    cfg = compose_config(["experiment=e4", "serving=hf"], return_hydra_config=True)
+    cfg = compose_config(["experiment=e4"], return_hydra_config=True)
     assert cfg.hydra.sweeper.params == {"benchmark": "longbench,ruler,pg19"}
 
 
-def test_e6_composes_at_each_length_with_yarn_and_dummy_weights():
-    cfg = compose_config(["experiment=e6", "serving=hf"], return_hydra_config=True)
+@pytest.mark.parametrize("serving", ["vllm", "hf"])
+def test_e6_composes_at_each_length_with_yarn_and_dummy_weights(serving):
+    cfg = compose_config(["experiment=e6"], return_hydra_config=True)
     lengths = [int(n) for n in cfg.hydra.sweeper.params.prompt_len.split(",")]
     assert lengths == [65536, 98304, 130944]
     for prompt_len in lengths:
-        typed = validate(compose_config(["experiment=e6", "serving=hf", f"prompt_len={prompt_len}"]))
+        typed = validate(compose_config(["experiment=e6", f"serving={serving}", f"prompt_len={prompt_len}"]))
+        assert typed["serving"].engine == serving
         assert typed["model"].name == "qwen3_8b_yarn" and typed["model"].load_format == "dummy"
         assert typed["benchmark"].workload.prompt_len + typed["benchmark"].workload.output_len <= 131072
     with pytest.raises(ConfigError, match="prompt_len"):
-        validate(compose_config(["experiment=e6", "serving=hf", "prompt_len=131072"]))
+        validate(compose_config(["experiment=e6", f"serving={serving}", "prompt_len=131072"]))

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 from transformers import AutoConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from conftest import compose_config
 from context_research.serving.model_source import materialize_config_dir
+from tests.conftest import compose_config
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ truncation and metrics (THUDM/LongBench pred.py and eval.py).
 Data: one JSONL file per task in the official format (`<data_dir>/<task>.jsonl`, fields input,
 context, answers, length, dataset, language, all_classes, _id), loaded through `datasets`.
 Prompts longer than the budget are truncated in the middle, as pred.py does; the budget is
-`context_len` tokens, or the model's (max_model_len - the task's generation length) when unset, and
+`context_len` tokens, or (max_model_len - the task's generation length) when unset, and
 is shrunk further if the chat template would push prompt + generation past max_model_len.
 Decoding is greedy. pred.py also stops samsum at its first newline; eval.py scores only the first
 line of samsum (and trec, triviaqa, lsht) predictions, so the score is the same without the stop.
@@ -53,7 +53,8 @@ class LongBenchTask:
     """BenchmarkTask `longbench`."""
 
     def __init__(self, model: Any, data_dir: str, tasks: list[str], num_samples: int = 4, seed: int = 0,
-                 context_len: int | None = None, cache_dir: str | None = None, name: str = "longbench") -> None:
+                 context_len: int | None = None, cache_dir: str | None = None, max_model_len: int | None = None,
+                 name: str = "longbench") -> None:
         self.name = name
         self.model = model
         self.data_dir = Path(data_dir)
@@ -62,10 +63,11 @@ class LongBenchTask:
         self.seed = seed
         self.context_len = context_len
         self.cache_dir = Path(cache_dir) / "datasets" if cache_dir else None
+        self.max_model_len = int(max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> TaskPrompts:
         """The subset of every task (LongBench ships only a test split: `split` names nothing else)."""
-        encoder = PromptEncoder(self.model)
+        encoder = PromptEncoder(self.model, self.max_model_len)
         prompts = []
         for task in self.tasks:
             rows = seeded_subset(load_jsonl(self.data_dir / f"{task}.jsonl", self.cache_dir), self.num_samples,
@@ -78,5 +80,5 @@ class LongBenchTask:
             return score_sample(prompt.task, text, prompt.references["answers"], prompt.references["all_classes"])
 
         frame = generate_and_score(backend, samples.prompts, observe, score, desc=self.name)
-        return capability_outcome(frame, percent_of_mean, samples.sample_ids(), self.context_len,
-                                  int(self.model.max_model_len), expected=len(samples.prompts))
+        return capability_outcome(frame, percent_of_mean, samples.sample_ids(), self.context_len, self.max_model_len,
+                                  expected=len(samples.prompts))

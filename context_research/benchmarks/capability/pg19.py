@@ -81,7 +81,7 @@ class PG19Task:
 
     def __init__(self, model: Any, data_dir: str, context_len: int = 4096, stride: int | None = None,
                  num_samples: int = 4, seed: int = 0, max_doc_tokens: int | None = None,
-                 name: str = "pg19") -> None:
+                 max_model_len: int | None = None, name: str = "pg19") -> None:
         self.name = name
         self.model = model
         self.data_dir = Path(data_dir)
@@ -90,6 +90,7 @@ class PG19Task:
         self.num_samples = num_samples
         self.seed = seed
         self.max_doc_tokens = max_doc_tokens
+        self.max_model_len = int(max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> BookWindows:
         files = sorted((self.data_dir / split).glob("*.txt"))
@@ -125,7 +126,7 @@ class PG19Task:
                          "e2e_ms": (result.last_token_time - result.dispatch_time) * 1e3})
         frame = pd.DataFrame(rows)
         outcome = capability_outcome(frame, pooled_perplexity, {TASK: samples.book_ids}, self.context_len,
-                                     int(self.model.max_model_len), expected=len(samples.windows))
+                                     self.max_model_len, expected=len(samples.windows))
         outcome.update(
             score_name="perplexity (lower is better)", stride=self.stride,
             scored_tokens=int(frame["scored_tokens"].sum()) if len(frame) else 0,

@@ -14,14 +14,16 @@ from context_research.serving.model_source import load_tokenizer
 
 
 class PromptEncoder:
-    def __init__(self, model: Any) -> None:
+    """`max_model_len`: the context limit prompts must fit (the engine's, where it sets one)."""
+
+    def __init__(self, model: Any, max_model_len: int | None = None) -> None:
         tokenizer = load_tokenizer(model)
         if tokenizer is None:
             raise ValueError(f"model {model.name}: capability tasks need its tokenizer; set model.tokenizer "
                              "or model.path to a local directory")
         self.tokenizer = tokenizer
         self.chat_template_kwargs = dict(model.chat_template_kwargs)
-        self.max_model_len = int(model.max_model_len)
+        self.max_model_len = int(max_model_len or model.max_model_len)
 
     @property
     def has_chat_template(self) -> bool:

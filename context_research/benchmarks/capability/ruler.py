@@ -58,7 +58,7 @@ class RulerTask:
     """BenchmarkTask `ruler`."""
 
     def __init__(self, model: Any, tasks: list[str], context_len: int = 4096, num_samples: int = 4, seed: int = 0,
-                 essay_file: str | None = None, name: str = "ruler") -> None:
+                 essay_file: str | None = None, max_model_len: int | None = None, name: str = "ruler") -> None:
         self.name = name
         self.model = model
         self.tasks = list(tasks)
@@ -66,16 +66,18 @@ class RulerTask:
         self.num_samples = num_samples
         self.seed = seed
         self.essay_file = essay_file
+        self.max_model_len = int(max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> TaskPrompts:
         """Synthesised samples (RULER has no splits: every seed is a fresh set)."""
-        return TaskPrompts(synthesize(PromptEncoder(self.model), self.tasks, self.context_len, self.num_samples,
-                                      self.seed, self.essay_file))
+        encoder = PromptEncoder(self.model, self.max_model_len)
+        return TaskPrompts(synthesize(encoder, self.tasks, self.context_len, self.num_samples, self.seed,
+                                      self.essay_file))
 
     def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> dict[str, Any]:
         def score(prompt: TaskPrompt, text: str) -> float:
             return sample_match_all(text, prompt.references)
 
         frame = generate_and_score(backend, samples.prompts, observe, score, desc=self.name)
-        return capability_outcome(frame, official_score, samples.sample_ids(), self.context_len,
-                                  int(self.model.max_model_len), expected=len(samples.prompts))
+        return capability_outcome(frame, official_score, samples.sample_ids(), self.context_len, self.max_model_len,
+                                  expected=len(samples.prompts))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from capability_fixtures import data_dir, tokenizer_dir  # noqa: F401  (fixtures)
-from conftest import manifests
+from context_research.benchmarks.capability.ruler_spec import TASKS as RULER_TASKS
 from context_research.benchmarks.capability.subsets import load_jsonl, seeded_subset
 from context_research.config.capability import DEFAULT_LONGBENCH_TASKS
-from context_research.benchmarks.capability.ruler_spec import TASKS as RULER_TASKS
+from tests.conftest import manifests
 
 BUDGET = 1024
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from capability_fixtures import data_dir, tiny_model, tokenizer_dir  # noqa: F401  (fixtures)
 from context_research.benchmarks.capability.longbench import LongBenchTask, build_prompt
 from context_research.benchmarks.capability.prompting import PromptEncoder
+from tests.benchmarks.capability.conftest import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from capability_fixtures import data_dir, tiny_model, tokenizer_dir  # noqa: F401  (fixtures)
-from conftest import compose_config
 from context_research.benchmarks.capability.pg19 import PG19Task, sliding_windows
 from context_research.serving.backends.base import GenerationRequest
 from context_research.serving.schedulers.aggregated import AggregatedScheduler
+from tests.benchmarks.capability.conftest import tiny_model
+from tests.conftest import compose_config
 
 
 @pytest.mark.parametrize("length, window, stride", [(10, 4, 2), (10, 4, 3), (9, 4, 1), (3, 8, 4), (100, 32, 31)])

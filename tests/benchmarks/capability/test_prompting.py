@@ -1,11 +1,11 @@
 """Capability prompts are the token ids the HF engine would make of the same text: chat template with
 thinking off where the tokenizer has one, the raw text with special tokens otherwise."""
 
-from capability_fixtures import tiny_model, tokenizer_dir  # noqa: F401  (fixtures)
 from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.serving.backends.base import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from context_research.serving.model_source import load_tokenizer
+from tests.benchmarks.capability.conftest import tiny_model
 
 TEXT = "Question: which paragraph? Answer briefly."
 

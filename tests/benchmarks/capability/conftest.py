@@ -1,7 +1,6 @@
-"""Fixtures for the capability tests, built locally: a byte-level BPE tokenizer (vocabulary inside
-tiny_qwen3's 8192) with a Qwen3-style chat template, and data files in the official formats
-(LongBench JSONL, RULER's essay JSON, PG19 book texts). Imported by the test modules (not a
-conftest, so the shared tests/conftest.py stays the only `conftest` module)."""
+"""Fixtures for the capability tests, built locally once per session: a byte-level BPE tokenizer
+(vocabulary inside tiny_qwen3's 8192) with a Qwen3-style chat template, and data files in the
+official formats (LongBench JSONL, RULER's essay JSON, PG19 book texts)."""
 
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ CHAT_TEMPLATE = (
     "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
     "{%- endif %}")
 ENGLISH_TASKS = [t for t in DATASET2PROMPT if not t.endswith("_zh") and t not in ("dureader", "vcsum", "lsht")]
-_built: dict[str, Path] = {}
 
 
 def english_text(seed: int, sentences: int) -> str:
@@ -91,24 +89,18 @@ def write_data(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
-    """One tokenizer per test process."""
-    if "tokenizer" not in _built:
-        _built["tokenizer"] = build_tokenizer(tmp_path_factory.mktemp("capability-tokenizer"))
-    return _built["tokenizer"]
+    return build_tokenizer(tmp_path_factory.mktemp("capability-tokenizer"))
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """One data directory per test process."""
-    if "data" not in _built:
-        _built["data"] = write_data(tmp_path_factory.mktemp("capability-data"))
-    return _built["data"]
+    return write_data(tmp_path_factory.mktemp("capability-data"))
 
 
 def tiny_model(tokenizer: Path, *overrides: str):
     """tiny_qwen3's typed model config with the local tokenizer."""
     from omegaconf import OmegaConf
 
-    from conftest import compose_config
+    from tests.conftest import compose_config
 
     return OmegaConf.to_object(compose_config([f"model.tokenizer={tokenizer}", *overrides]).model)
