@@ -9,6 +9,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from context_research.config.benchmark import LatencyBenchmarkConfig, ThroughputBenchmarkConfig
+from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
 from context_research.config.collectors import CollectorsConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
@@ -24,6 +25,9 @@ SCHEMAS = {
     "scheduler_disaggregated": DisaggregatedSchedulerConfig,
     "benchmark_latency": LatencyBenchmarkConfig,
     "benchmark_throughput": ThroughputBenchmarkConfig,
+    "benchmark_longbench": LongBenchConfig,
+    "benchmark_ruler": RulerConfig,
+    "benchmark_pg19": PG19Config,
     "collectors": CollectorsConfig,
     "paths": PathsConfig,
 }

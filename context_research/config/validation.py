@@ -77,6 +77,24 @@ def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:
                 "dummy when model.path is null (vLLM has no weights to load; set model.path for real ones)")
 
 
+def _check_token_budget(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """Capability tasks: the longest sequence a job sends must fit the model's length."""
+    needed = getattr(typed["benchmark"], "max_sequence_tokens", None)
+    if needed is None:
+        return
+    limit, key = max_model_len(typed)
+    require(needed <= limit, "benchmark.context_len", typed["benchmark"].context_len,
+            f"the longest sequence it implies ({needed} tokens with the generated ones) must be <= {key} ({limit})")
+
+
+def _check_tokenizer(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """Benchmarks that build prompts from text need the model's tokenizer, from a local directory."""
+    if getattr(typed["benchmark"], "needs_tokenizer", False):
+        model = typed["model"]
+        require(bool(model.tokenizer or model.path), "model.tokenizer", model.tokenizer,
+                f"a local tokenizer directory (or model.path) for benchmark {typed['benchmark'].name}")
+
+
 def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
     scheduler = typed["scheduler"]
     require(hasattr(scheduler, "name"), "scheduler", cfg.scheduler, "a scheduler config with a name")
@@ -85,6 +103,8 @@ def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
 CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
     _check_weights,
+    _check_token_budget,
+    _check_tokenizer,
     _check_scheduler_pools,
 ]
 

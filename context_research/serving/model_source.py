@@ -43,12 +43,13 @@ def build_hf_model(model: Any, cache_dir: str | Path, device: str, dtype: Any, s
     from transformers import AutoConfig, AutoModelForCausalLM
 
     source = materialize_config_dir(model, cache_dir)
+    config = AutoConfig.from_pretrained(source, local_files_only=True)
     if model.path:
+        config.update(dict(model.hf_overrides))  # e.g. YaRN over a checkpoint's own config.json
         return AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True,
+            source, config=config, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True,
             device_map=device,
         ).eval()
-    config = AutoConfig.from_pretrained(source, local_files_only=True)
     torch.manual_seed(seed)
     with torch.device(device):
         built = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)

@@ -22,7 +22,9 @@ def options(group: str) -> list[str]:
 
 def overrides_for(group: str, option: str) -> list[str]:
     """Each option with what it needs to be valid (vLLM runs weightless unless a path is given)."""
-    extra = {("serving", "vllm"): ["model.load_format=dummy"]}
+    extra = {("serving", "vllm"): ["model.load_format=dummy"],
+             # capability benchmarks need a tokenizer directory (validation checks only that it exists)
+             **{("benchmark", task): [f"model.tokenizer={CONF}"] for task in ("longbench", "ruler", "pg19")}}
     return [f"{group}={option}", *extra.get((group, option), [])]
 
 

@@ -85,4 +85,11 @@ class ServingBackend(Protocol):
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]: ...
 
+    def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
+        """Score the prompt (perplexity): a prefill with one output token whose
+        `metadata["prompt_logprobs"]` lists, for each prompt token i, the natural-log probability of
+        token i given tokens < i (None for i = 0), in prompt order. vLLM: SamplingParams(max_tokens=1,
+        prompt_logprobs=0, temperature=0) and, per position, RequestOutput.prompt_logprobs[i][ids[i]].logprob."""
+        ...
+
     def describe(self) -> dict[str, Any]: ...

@@ -24,6 +24,8 @@ from context_research.profiling.memory import InProcessMemory
 from context_research.serving.backends.base import GenerationRequest, GenerationResult
 from context_research.serving.prompting import encode_prompt
 
+LOGPROB_CHUNK = 4096  # prompt positions log-softmaxed at once (bounds the float32 copy of the logits)
+
 
 @dataclass
 class PrefillState:
@@ -193,6 +195,28 @@ class HFBackend:
             request_id=request.request_id, text="", prompt_tokens=state.prompt_tokens, completion_tokens=1,
             output_token_ids=[token], dispatch_time=dispatch, first_token_time=first, last_token_time=first,
             token_times=[first], arrival_time=request.arrival_time, metadata={"prefill_state": state})
+
+    def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
+        """Prefill that also scores the prompt (the `ServingBackend.prompt_logprobs` contract): all
+        positions' logits in one forward pass, log-softmaxed in float32 a chunk of positions at a time."""
+        import torch
+
+        ids = self.prompt_ids(request)
+        dispatch = time.perf_counter()
+        with torch.inference_mode():
+            input_ids = torch.tensor([ids], device=self.device)
+            logits = self.model(input_ids=input_ids, use_cache=False, logits_to_keep=0).logits[0]
+            scored: list[float | None] = [None]
+            for start in range(0, len(ids) - 1, LOGPROB_CHUNK):
+                chunk = torch.log_softmax(logits[start:start + LOGPROB_CHUNK].float(), dim=-1)
+                targets = input_ids[0, start + 1:start + 1 + LOGPROB_CHUNK, None]
+                scored.extend(chunk[:len(targets)].gather(-1, targets)[:, 0].tolist())
+            token = int(self._pick(logits[None, -1:], request, self._generator(request)).item())
+        first = time.perf_counter()
+        return GenerationResult(
+            request_id=request.request_id, text="", prompt_tokens=len(ids), completion_tokens=1,
+            output_token_ids=[token], dispatch_time=dispatch, first_token_time=first, last_token_time=first,
+            token_times=[first], arrival_time=request.arrival_time, metadata={"prompt_logprobs": scored})
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         ids = self.prompt_ids(request)

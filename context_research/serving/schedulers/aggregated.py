@@ -58,3 +58,10 @@ class AggregatedScheduler:
         for request in requests:
             self._route(request)
         return [self._label(result, POOL) for result in self.engines[POOL].generate_batch(requests)]
+
+    def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
+        """Score the prompt on the pool that prefills it (perplexity tasks)."""
+        pool = self.route_prefill(request)
+        result = self.engines[pool].prompt_logprobs(request)
+        result.metadata.update(route=pool, prefill_pool=pool)
+        return result

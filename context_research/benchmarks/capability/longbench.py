@@ -1,0 +1,84 @@
+"""LongBench v1 on a fixed random subset of each task, with the official prompts, generation lengths,
+truncation and metrics (THUDM/LongBench pred.py and eval.py).
+
+Data: one JSONL file per task in the official format (`<data_dir>/<task>.jsonl`, fields input,
+context, answers, length, dataset, language, all_classes, _id), loaded through `datasets`.
+Prompts longer than the budget are truncated in the middle, as pred.py does; the budget is
+`context_len` tokens, or (max_model_len - the task's generation length) when unset, and
+is shrunk further if the chat template would push prompt + generation past max_model_len.
+Decoding is greedy. pred.py also stops samsum at its first newline; eval.py scores only the first
+line of samsum (and trec, triviaqa, lsht) predictions, so the score is the same without the stop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from context_research.benchmarks.base import Observer
+from context_research.benchmarks.capability.budget import capability_outcome, percent_of_mean
+from context_research.benchmarks.capability.generation import TaskPrompt, TaskPrompts, generate_and_score
+from context_research.benchmarks.capability.longbench_metrics import score_sample
+from context_research.benchmarks.capability.longbench_spec import (DATASET2MAXLEN, DATASET2PROMPT,
+                                                                   NO_CHAT_TEMPLATE, base_task)
+from context_research.benchmarks.capability.prompting import PromptEncoder
+from context_research.benchmarks.capability.subsets import load_jsonl, seeded_subset
+
+
+def build_prompt(encoder: PromptEncoder, task: str, row: dict[str, Any], context_len: int | None) -> TaskPrompt:
+    """One JSONL row as a prompt: official template, middle truncation, chat template except on the
+    tasks pred.py sends raw (few-shot and code completion)."""
+    spec = base_task(task)
+    text = DATASET2PROMPT[spec].format(**row)
+    max_new_tokens = DATASET2MAXLEN[spec]
+    budget = context_len if context_len is not None else encoder.max_model_len - max_new_tokens
+    chat = spec not in NO_CHAT_TEMPLATE
+    while True:
+        truncated = encoder.middle_truncate(text, budget)
+        ids = encoder.encode(truncated, chat=chat)
+        excess = len(ids) + max_new_tokens - encoder.max_model_len
+        if excess <= 0:
+            break
+        budget -= excess
+        if budget < 2:
+            raise ValueError(f"{task} {row['_id']}: the chat template alone leaves no room for a prompt "
+                             f"within max_model_len={encoder.max_model_len}")
+    return TaskPrompt(task=task, sample_id=str(row["_id"]), prompt_token_ids=ids, max_new_tokens=max_new_tokens,
+                      references={"answers": list(row["answers"]), "all_classes": row.get("all_classes")},
+                      metadata={"length": row.get("length"), "language": row.get("language"),
+                                "truncated": truncated != text, "chat_template": chat and encoder.has_chat_template})
+
+
+class LongBenchTask:
+    """BenchmarkTask `longbench`."""
+
+    def __init__(self, model: Any, data_dir: str, tasks: list[str], num_samples: int = 4, seed: int = 0,
+                 context_len: int | None = None, cache_dir: str | None = None, max_model_len: int | None = None,
+                 name: str = "longbench") -> None:
+        self.name = name
+        self.model = model
+        self.data_dir = Path(data_dir)
+        self.tasks = list(tasks)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.context_len = context_len
+        self.cache_dir = Path(cache_dir) / "datasets" if cache_dir else None
+        self.max_model_len = int(max_model_len or model.max_model_len)
+
+    def load(self, split: str = "test") -> TaskPrompts:
+        """The subset of every task (LongBench ships only a test split: `split` names nothing else)."""
+        encoder = PromptEncoder(self.model, self.max_model_len)
+        prompts = []
+        for task in self.tasks:
+            rows = seeded_subset(load_jsonl(self.data_dir / f"{task}.jsonl", self.cache_dir), self.num_samples,
+                                 self.seed)
+            prompts.extend(build_prompt(encoder, task, row, self.context_len) for row in rows)
+        return TaskPrompts(prompts)
+
+    def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> dict[str, Any]:
+        def score(prompt: TaskPrompt, text: str) -> float:
+            return score_sample(prompt.task, text, prompt.references["answers"], prompt.references["all_classes"])
+
+        frame = generate_and_score(backend, samples.prompts, observe, score, desc=self.name)
+        return capability_outcome(frame, percent_of_mean, samples.sample_ids(), self.context_len, self.max_model_len,
+                                  expected=len(samples.prompts))
