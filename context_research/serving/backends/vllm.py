@@ -303,9 +303,11 @@ class VLLMBackend:
         return SamplingParams(output_kind=kind, **sampling_arguments(request, self.tokenizer is not None))
 
     def _result(self, request: GenerationRequest, output: Any, token_ids: list[int], times: list[float],
-                dispatch: float, first_last: tuple[float, float] | None = None) -> GenerationResult:
+                dispatch: float, first_last: tuple[float, float] | None = None,
+                prompt_logprobs: list | None = None) -> GenerationResult:
         """`times`: each streamed output's arrival; `first_last` where only the engine's first and
-        last token timestamps are known (offline batches)."""
+        last token timestamps are known (offline batches); `prompt_logprobs` as vLLM gives them
+        (None, then per position a dict token id -> Logprob), turned into the contract's floats."""
         completion = output.outputs[0]
         first, last = first_last or (times[0], times[-1])
         result = GenerationResult(
@@ -319,8 +321,10 @@ class VLLMBackend:
             result.metadata["kv_transfer_params"] = output.kv_transfer_params
         streamed = self.interface == "async"
         result.metadata.update(engine_split(output.metrics, result.ttft_ms if streamed else None))
-        if output.prompt_logprobs is not None:
-            result.metadata["prompt_logprobs"] = output.prompt_logprobs
+        if prompt_logprobs:
+            ids = output.prompt_token_ids
+            result.metadata["prompt_logprobs"] = [None] + [
+                position[token].logprob for position, token in zip(prompt_logprobs[1:], ids[1:])]
         return result
 
     async def generate_async(self, request: GenerationRequest) -> GenerationResult:
@@ -333,6 +337,7 @@ class VLLMBackend:
         engine_request_id = f"{request.request_id}#{next(self._ids)}"
         token_ids: list[int] = []
         times: list[float] = []
+        prompt_logprobs: list = []  # a chunked prefill streams them in pieces
         final = None
         dispatch = time.perf_counter()
         async for output in self.engine.generate(prompt, params, engine_request_id):
@@ -341,8 +346,10 @@ class VLLMBackend:
             if new_ids:
                 token_ids.extend(new_ids)
                 times.append(now)
+            if output.prompt_logprobs:
+                prompt_logprobs.extend(output.prompt_logprobs)
             final = output
-        return self._result(request, final, token_ids, times, dispatch)
+        return self._result(request, final, token_ids, times, dispatch, prompt_logprobs=prompt_logprobs)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         if self.fallback is not None:
@@ -369,8 +376,17 @@ class VLLMBackend:
             ids = list(output.outputs[0].token_ids)
             metrics = output.metrics
             results.append(self._result(request, output, ids, [], dispatch,
-                                        first_last=(metrics.first_token_ts, metrics.last_token_ts)))
+                                        first_last=(metrics.first_token_ts, metrics.last_token_ts),
+                                        prompt_logprobs=output.prompt_logprobs))
         return results
+
+    def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
+        """Score the prompt (ServingBackend.prompt_logprobs): one output token, prompt_logprobs=0."""
+        if self.fallback is not None:
+            return self.fallback.prompt_logprobs(request)
+        scoring = GenerationRequest(**{**request.__dict__, "max_new_tokens": 1, "temperature": 0.0,
+                                       "metadata": {**request.metadata, "prompt_logprobs": 0}})
+        return self.generate(scoring)
 
     def prefill(self, request: GenerationRequest) -> GenerationResult:
         """The prompt and its first token only (max_tokens=1)."""
