@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from context_research.config import validate
 from context_research.launching.gpu_placement import place_job
-from context_research.launching.interruption import stop_deferred, stop_signals_raise
+from context_research.launching.interruption import describe_stop, stop_deferred, stop_signals_raise
 from context_research.records import resume
 from context_research.records.environment import recorded_environment
 from context_research.records.run_record import REQUESTS_PARTIAL, RunRecord
@@ -129,7 +129,8 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     except BaseException:  # keep the requests finished so far, as partial
         requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
         if len(requests):
-            record.write_requests(requests, REQUESTS_PARTIAL)
+            with stop_deferred():
+                record.write_requests(requests, REQUESTS_PARTIAL)
         raise
     finally:
         for collector in collectors.values():
@@ -187,14 +188,14 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if gpu is not None:
             record.update(placed_gpu=gpu, environment=recorded_environment())
         summary = measure(cfg, record)
-    except KeyboardInterrupt as stop:
-        with stop_deferred():  # a second signal must not leave the record half-written
+    except (KeyboardInterrupt, SystemExit) as stop:
+        with stop_deferred():  # a second signal waits until the record is written and the engine freed
             record.set_aside_partial()
-            record.finish("interrupted", error=str(stop) or "interrupted by SIGINT")
-        where = "sweep" if hydra_cfg.mode == RunMode.MULTIRUN else "run"
-        log.error("job %s: %s; to finish, rerun the same command with resume=true hydra.%s.dir=%s",
-                  job_dir.name, record.manifest["error"], where, hydra_cfg[where].dir)
-        engine_cache.release_all()
+            record.finish("interrupted", error=describe_stop(stop))
+            where = "sweep" if hydra_cfg.mode == RunMode.MULTIRUN else "run"
+            log.error("job %s: %s; to finish, rerun the same command with resume=true hydra.%s.dir=%s",
+                      job_dir.name, record.manifest["error"], where, hydra_cfg[where].dir)
+            engine_cache.release_all()
         raise
     except Exception as error:
         message = f"{type(error).__name__}: {error}"

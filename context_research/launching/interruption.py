@@ -3,14 +3,18 @@ KeyboardInterrupt), records itself `interrupted`, frees its engine, and the swee
 
 SIGTERM's default action kills the process on the spot, leaving a manifest that says `running`
 forever; Python only turns SIGINT into an exception. `stop_signals_raise` makes both raise.
-`stop_deferred` holds a signal back while a completed job writes its last files, so a job is
-either completed with all its files or interrupted, never half of each.
+`stop_deferred` holds a second signal back while a stopped job writes its record and frees its
+engine (Ctrl-C pressed twice, or a signal that reaches a worker both from the terminal and from
+the process that launched it).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -64,6 +68,26 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def pass_stop_signals_to_workers(grace_s: float = 3.0) -> None:
+    """For the process that waits on joblib's workers: a stop signal is passed on to every worker,
+    whose job then records itself interrupted, and raises here only `grace_s` later, because joblib
+    kills its workers outright (SIGKILL) the moment the waiting process stops."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def pass_on(signum: int, frame) -> None:
+        for worker in multiprocessing.active_children():
+            try:
+                os.kill(worker.pid, signum)
+            except ProcessLookupError:
+                pass
+        time.sleep(grace_s)
+        raise Interrupted(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, pass_on)
+
+
 @contextmanager
 def stop_deferred() -> Iterator[None]:
     """Hold stop signals back for the block; one that arrived meanwhile is raised at its end."""
@@ -75,3 +99,13 @@ def stop_deferred() -> Iterator[None]:
         if not _StopState.deferring and _StopState.pending:
             name, _StopState.pending = _StopState.pending, None
             raise Interrupted(name)  # a stop request outranks whatever the block raised
+
+
+def describe_stop(stop: BaseException) -> str:
+    """What stopped a job, for its manifest: the signal, or the exit a cluster helper forced
+    (submitit exits a job it requeues at its time limit)."""
+    if isinstance(stop, Interrupted):
+        return str(stop)
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted by SIGINT"
+    return f"interrupted: the process exited ({type(stop).__name__}: {getattr(stop, 'code', None)})"

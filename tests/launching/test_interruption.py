@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from context_research.launching.interruption import Interrupted, stop_deferred, stop_signals_raise
+from context_research.launching.interruption import Interrupted, describe_stop, stop_deferred, stop_signals_raise
 
 
 def wait_for_signal() -> None:
@@ -48,3 +48,9 @@ def test_interrupted_survives_pickling_across_processes():
     # joblib workers send their exception back to the launching process
     again = pickle.loads(pickle.dumps(Interrupted("SIGTERM")))
     assert again.signal_name == "SIGTERM" and again.exit_code == 143
+
+
+def test_manifest_error_names_what_stopped_the_job():
+    assert describe_stop(Interrupted("SIGTERM")) == "interrupted by SIGTERM"
+    assert describe_stop(KeyboardInterrupt()) == "interrupted by SIGINT"
+    assert describe_stop(SystemExit(-1)) == "interrupted: the process exited (SystemExit: -1)"
