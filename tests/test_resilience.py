@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from conftest import REPO, manifests
+from tests.conftest import REPO, manifests
 
 # one thread per job process: the timing of the interrupted job stays steady on a busy machine
 ENV = {"OMP_NUM_THREADS": "1"}

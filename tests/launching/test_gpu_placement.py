@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO
+from tests.conftest import REPO
 from context_research.launching import gpu_placement as placement
 
 

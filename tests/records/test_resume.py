@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO, compose_config
+from tests.conftest import REPO, compose_config
 from context_research.records import resume
 from context_research.records.run_record import RunRecord, record_dirs
 
