@@ -73,13 +73,14 @@ def job_uses_gpu(serving: Mapping[str, Any], gpus_on_host: int) -> bool:
     return device.startswith("cuda") or (device == "auto" and gpus_on_host > 0)
 
 
-def claim(devices: list[str], lock_dir: Path = LOCK_DIR, wait: bool = False, poll_s: float = 2.0) -> str:
+def claim(devices: list[str], lock_dir: Path | None = None, wait: bool = False, poll_s: float = 2.0) -> str:
     """Lock the first free device of `devices` for the rest of this process's life; return it.
 
     With `wait`, poll until one comes free; otherwise raise NoFreeGPU at once.
     """
     if _Claim.device is not None:
         return _Claim.device
+    lock_dir = lock_dir or LOCK_DIR
     lock_dir.mkdir(parents=True, exist_ok=True)
     try:
         lock_dir.chmod(0o1777)  # shared by every user's sweeps on the host, like /tmp
@@ -120,6 +121,8 @@ def place_job(launcher_target: str, serving: Mapping[str, Any]) -> str | None:
                         "does unless hydra.launcher.gpus_per_node is set: set it to the GPUs of this host; "
                         "for a CPU run set serving.device=cpu)")
     device = claim(devices, wait=policy == "wait")
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:  # `device` is an NVML index: PCI bus order
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ["CUDA_VISIBLE_DEVICES"] = device
     return device
 

@@ -3,6 +3,7 @@ process may use, and the lock-file claims that keep two processes off one GPU.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,11 +14,15 @@ from tests.conftest import REPO
 from context_research.launching import gpu_placement as placement
 
 
-def test_side_by_side_launchers_are_recognised_by_their_target():
-    assert placement.launcher_policy("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher") == "fail"
-    assert placement.launcher_policy("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher") == "wait"
-    assert placement.launcher_policy("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher") is None
-    assert placement.launcher_policy("hydra._internal.core_plugins.basic_launcher.BasicLauncher") is None
+@pytest.mark.parametrize("target, policy", [
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "fail"),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", "wait"),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", None),  # SLURM places jobs
+    ("hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", None),  # so does Ray
+    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", None),
+])
+def test_side_by_side_launchers_are_recognised_by_their_target(target, policy):
+    assert placement.launcher_policy(target) == policy
 
 
 @pytest.mark.parametrize("serving, gpus_on_host, expected", [
@@ -80,3 +85,36 @@ def test_each_process_claims_a_gpu_of_its_own_until_it_exits(tmp_path):
     for process in (second, fourth):
         process.stdin.close()
         process.wait(30)
+
+
+PLACE = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from context_research.launching import gpu_placement
+    gpu_placement.LOCK_DIR = Path(sys.argv[1])
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    first = gpu_placement.place_job(joblib, {"engine": "hf", "device": "cuda"})
+    again = gpu_placement.place_job(joblib, {"engine": "hf", "device": "cuda"})
+    print(first, again, os.environ["CUDA_VISIBLE_DEVICES"])
+""")
+
+
+def test_a_joblib_gpu_job_is_narrowed_to_the_gpu_it_claims(tmp_path):
+    placed = subprocess.run([sys.executable, "-c", PLACE, str(tmp_path)], cwd=REPO, text=True, capture_output=True,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": "4,5"}, timeout=60)
+    assert placed.stdout.split() == ["4", "4", "4"], placed.stderr  # later jobs of the worker keep it
+
+
+def test_placement_leaves_cpu_jobs_and_other_launchers_alone(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert placement.place_job(joblib, {"engine": "hf", "device": "cpu"}) is None
+    assert placement.place_job("hydra._internal.core_plugins.basic_launcher.BasicLauncher", {"engine": "vllm"}) is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_a_gpu_job_that_sees_no_gpu_says_how_to_show_it_one(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what submitit_local sets without gpus_per_node
+    local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    with pytest.raises(placement.NoFreeGPU, match="hydra.launcher.gpus_per_node"):
+        placement.place_job(local, {"engine": "vllm"})
