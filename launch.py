@@ -2,7 +2,8 @@
 
 Thin by design: Hydra composes the config from conf/, `context_research.app.run_job` does the
 work. Composing (`--cfg job`, `--help`) imports neither torch nor vLLM. Bad input is reported as
-one line per problem (`error: key=value: what is allowed`) with exit code 2.
+one line per problem (`error: key=value: what is allowed`) with exit code 2. SIGINT and SIGTERM
+record the job in progress as interrupted and stop the sweep (exit code 130 or 143).
 """
 
 import os
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     # let errors reach the handler below instead of Hydra's multi-line report
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     from context_research.cli_errors import exit_on_user_error
+    from context_research.launching.interruption import stop_signals_raise
 
-    with exit_on_user_error():
+    with exit_on_user_error(), stop_signals_raise():  # SIGTERM stops as cleanly as Ctrl-C
         main()

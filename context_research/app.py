@@ -2,7 +2,9 @@
 
 `launch.py` hands each job's composed config to `run_job`. Everything is built from `_target_`
 with `hydra.utils.instantiate`; engines come from the engine cache so the jobs of one multirun
-process share them. A failing job is recorded as failed and, in a sweep, the next job runs.
+process share them. A failing job is recorded as failed and, in a sweep, the next job runs with a
+fresh engine. SIGINT/SIGTERM record the job in progress as interrupted and stop the sweep;
+`resume=true` skips the jobs already completed under the same config (records/resume.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from context_research.config import validate
-from context_research.records.run_record import RunRecord
+from context_research.launching.gpu_placement import place_job
+from context_research.launching.interruption import describe_stop, stop_deferred, stop_signals_raise
+from context_research.records import resume
+from context_research.records.environment import recorded_environment
+from context_research.records.run_record import REQUESTS_PARTIAL, RunRecord
 from context_research.serving import engine_cache
 from context_research.workloads.synthetic import workload_hash
 
@@ -120,6 +126,12 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
 
     try:
         outcome = benchmark.evaluate(scheduler, samples, observe)
+    except BaseException:  # keep the requests finished so far, as partial
+        requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
+        if len(requests):
+            with stop_deferred():
+                record.write_requests(requests, REQUESTS_PARTIAL)
+        raise
     finally:
         for collector in collectors.values():
             collector.stop()
@@ -153,20 +165,42 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     return summary
 
 
+@stop_signals_raise()
 def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """One Hydra job: returns its summary; a failure is recorded (and raised outside sweeps)."""
+    """One Hydra job: returns its summary; a failure is recorded (and raised outside sweeps).
+
+    With resume=true a job whose directory holds a completed record of the same config is
+    skipped; otherwise an earlier attempt there is kept under attempts/. A stop signal records
+    the job as interrupted, frees its engine and propagates, so the sweep stops.
+    """
     validate(cfg)  # ConfigError before anything is built or recorded
     hydra_cfg = HydraConfig.get()
-    record = RunRecord.create(hydra_cfg.runtime.output_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    earlier = resume.earlier_manifest(job_dir)
+    if cfg.resume and resume.is_done(earlier, cfg):
+        print(f"[{cfg.name}] skipped (resume): {job_dir.name} completed by {earlier['run_id']}", flush=True)
+        return resume.stored_summary(job_dir)
+    if earlier:
+        resume.archive_attempt(job_dir, earlier)
+    record = RunRecord.create(job_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
     try:
+        gpu = place_job(hydra_cfg.launcher._target_, OmegaConf.to_container(cfg.serving, resolve=True))
+        if gpu is not None:
+            record.update(placed_gpu=gpu, environment=recorded_environment())
         summary = measure(cfg, record)
-    except KeyboardInterrupt:
-        record.finish("interrupted", error="KeyboardInterrupt")
-        engine_cache.release_all()
+    except (KeyboardInterrupt, SystemExit) as stop:
+        with stop_deferred():  # a second signal waits until the record is written and the engine freed
+            record.set_aside_partial()
+            record.finish("interrupted", error=describe_stop(stop))
+            where = "sweep" if hydra_cfg.mode == RunMode.MULTIRUN else "run"
+            log.error("job %s: %s; to finish, rerun the same command with resume=true hydra.%s.dir=%s",
+                      job_dir.name, record.manifest["error"], where, hydra_cfg[where].dir)
+            engine_cache.release_all()
         raise
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         log.error("job failed: %s\n%s", message, traceback.format_exc())
+        record.set_aside_partial()
         record.finish("failed", error=message)
         engine_cache.release_all()  # the next job gets a fresh engine
         if hydra_cfg.mode == RunMode.RUN:

@@ -1,4 +1,5 @@
-"""Turns bad input into one line per problem on stderr and exit code 2 (a failed job: exit 1)."""
+"""Turns bad input into one line per problem on stderr and exit code 2 (a failed job: exit 1;
+an interrupted one: 128 + the signal number, as shells report it)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ def exit_on_user_error() -> Iterator[None]:
         yield
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
         exit_with_errors([one_line(error)])
+    except KeyboardInterrupt as stop:  # SIGINT or SIGTERM: the job's record says interrupted
+        from context_research.records.callback import report_stopped_sweep
+
+        report_stopped_sweep()
+        print(f"error: {stop or 'interrupted by SIGINT'}; stopped, the job in progress is recorded as interrupted",
+              file=sys.stderr)
+        sys.exit(getattr(stop, "exit_code", 130))
     except Exception as error:
         from context_research.app import JobFailed
 

@@ -32,6 +32,8 @@ class JobConfig:
     num_prompts: int = 4
     repeats: int = 1
     seed: int = 0
+    # skip jobs whose directory already holds a completed record of the same config (not hashed)
+    resume: bool = False
     model: Any = MISSING
     serving: Any = MISSING
     scheduler: Any = MISSING

@@ -1,5 +1,10 @@
 """Hydra callback: a single run is validated before it starts, every sweep point before the
-first job of a sweep starts, and a multirun ends with a table of its jobs and a non-zero exit if any failed."""
+first job of a sweep starts, and a multirun ends with a table of its jobs and a non-zero exit if any failed.
+
+The multirun hooks run in the launching process; the jobs may run elsewhere (joblib workers,
+submitit processes, cluster nodes), so the end of a multirun reads their records from the sweep
+directory.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from omegaconf import DictConfig
 from context_research.cli_errors import exit_with_errors
 from context_research.config.errors import ConfigError
 from context_research.config.validation import validate, validate_all
+from context_research.records.run_record import record_dirs
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,29 @@ def sweep_job_overrides(config: DictConfig) -> list[tuple[str, list[str]]] | Non
     return [(" ".join(o for o in job if o.split("=", 1)[0] in swept), job) for job in jobs]
 
 
+def prepare_joblib(config: DictConfig, sweep_jobs: int | None) -> None:
+    """A joblib sweep of GPU jobs needs a GPU per worker (launching/gpu_placement.py), and a stop
+    signal must reach the workers before joblib kills them (launching/interruption.py)."""
+    launcher = config.hydra.launcher
+    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return
+    from omegaconf import OmegaConf
+
+    from context_research.launching.gpu_placement import joblib_capacity_problem
+    from context_research.launching.interruption import pass_stop_signals_to_workers
+
+    problem = joblib_capacity_problem(launcher.n_jobs, sweep_jobs, OmegaConf.to_container(config.serving))
+    if problem:
+        exit_with_errors([str(ConfigError("hydra.launcher.n_jobs", launcher.n_jobs, problem))])
+    pass_stop_signals_to_workers()
+
+
+class _LaunchedSweep:
+    """The sweep directory of the multirun this process launched (for `report_stopped_sweep`)."""
+
+    dir: Path | None = None
+
+
 class RunRecordCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns a callback's exceptions into warnings: a bad run exits here instead
@@ -46,30 +75,48 @@ class RunRecordCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_job_overrides(config)
-        if not jobs:
-            return
-        from hydra.core.global_hydra import GlobalHydra
+        if jobs:
+            from hydra.core.global_hydra import GlobalHydra
 
-        loader = GlobalHydra.instance().config_loader()
+            loader = GlobalHydra.instance().config_loader()
 
-        def composer(overrides: list[str]):
-            return lambda: loader.load_sweep_config(config, overrides)
+            def composer(overrides: list[str]):
+                return lambda: loader.load_sweep_config(config, overrides)
 
-        problems = validate_all((label, composer(job)) for label, job in jobs)
-        if problems:
-            exit_with_errors(problems)
+            problems = validate_all((label, composer(job)) for label, job in jobs)
+            if problems:
+                exit_with_errors(problems)
+        prepare_joblib(config, len(jobs) if jobs else None)
+        if config.get("resume") and not record_dirs(config.hydra.sweep.dir):
+            print(f"resume=true: {config.hydra.sweep.dir} holds no earlier jobs, so every job runs "
+                  "(pass hydra.sweep.dir=<the sweep to resume>)", file=sys.stderr)
+        _LaunchedSweep.dir = Path(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        failed = []
-        rows = []
-        for manifest_path in sorted(sweep_dir.glob("**/manifest.json")):
-            manifest = json.loads(manifest_path.read_text())
-            job = manifest_path.parent.relative_to(sweep_dir).as_posix()
-            rows.append(f"  {manifest['status']:<12} {job}")
-            if manifest["status"] != "completed":
-                failed.append(f"{job} ({manifest['status']}: {manifest.get('error')})")
-        print(f"sweep {sweep_dir}: {len(rows)} jobs", *rows, sep="\n")
-        if failed:
-            print(f"failed jobs: {'; '.join(failed)}", file=sys.stderr)
+        if not report_sweep(config.hydra.sweep.dir):
             sys.exit(1)
+
+
+def report_sweep(sweep_dir: str | Path) -> bool:
+    """Print the table of a sweep's jobs, and one line on stderr listing those not completed
+    with how to rerun them; True when every job completed."""
+    sweep_dir = Path(sweep_dir)
+    failed = []
+    rows = []
+    for job_dir in record_dirs(sweep_dir):
+        manifest = json.loads((job_dir / "manifest.json").read_text())
+        job = job_dir.relative_to(sweep_dir).as_posix()
+        rows.append(f"  {manifest['status']:<12} {job}")
+        if manifest["status"] != "completed":
+            failed.append(f"{job} ({manifest['status']}: {manifest.get('error')})")
+    print(f"sweep {sweep_dir}: {len(rows)} jobs", *rows, sep="\n", flush=True)
+    if failed:
+        print(f"failed jobs: {'; '.join(failed)} (rerun them: the same command with resume=true "
+              f"hydra.sweep.dir={sweep_dir})", file=sys.stderr, flush=True)
+    return not failed
+
+
+def report_stopped_sweep() -> None:
+    """A sweep stopped by a signal never reaches on_multirun_end: report its jobs anyway."""
+    if _LaunchedSweep.dir is not None:
+        report_sweep(_LaunchedSweep.dir)

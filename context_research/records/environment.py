@@ -18,8 +18,8 @@ from typing import Any
 
 PACKAGES = ("context-research", "torch", "transformers", "vllm", "hydra-core", "omegaconf", "numpy", "pandas",
             "pyarrow", "nvidia-ml-py", "datasets", "scipy")
-ENV_PREFIXES = ("CUDA_VISIBLE_DEVICES", "VLLM_", "NCCL_", "OMP_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF",
-                "TORCH_", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SLURM_JOB_ID")
+ENV_PREFIXES = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "VLLM_", "NCCL_", "OMP_NUM_THREADS",
+                "PYTORCH_CUDA_ALLOC_CONF", "TORCH_", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SLURM_JOB_ID")
 SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 
 

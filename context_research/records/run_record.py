@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,12 @@ from context_research.records.environment import (git_state, gpu_inventory, host
 MANIFEST = "manifest.json"
 REQUESTS = "requests.parquet"
 SUMMARY = "summary.json"
+# what an interrupted or failed job finished before it stopped: evidence, never read as its figures
+REQUESTS_PARTIAL = "requests.partial.parquet"
+PARTIAL_NAMES = {REQUESTS: REQUESTS_PARTIAL, SUMMARY: "summary.partial.json"}
 TIMESERIES = "timeseries"
+# earlier attempts of a job, each in attempts/<its run_id>/ (see records/resume.py)
+ATTEMPTS = "attempts"
 STATUSES = ("running", "completed", "failed", "interrupted")
 # keys that change how a sweep is run, not what a job computes
 UNHASHED_KEYS = ("resume",)
@@ -39,6 +45,12 @@ def config_hash(cfg: DictConfig) -> str:
     for key in UNHASHED_KEYS:
         container.pop(key, None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container)).encode()).hexdigest()
+
+
+def record_dirs(root: str | Path) -> list[Path]:
+    """Job directories under `root` that hold a run record, sorted; earlier attempts excluded."""
+    return sorted(path.parent for path in Path(root).glob(f"**/{MANIFEST}")
+                  if ATTEMPTS not in path.relative_to(root).parts[:-1])
 
 
 class RunRecord:
@@ -82,6 +94,12 @@ class RunRecord:
     def finish(self, status: str, error: str | None = None) -> None:
         assert status in STATUSES[1:], status
         self.update(status=status, error=error, ended=utc_now())
+
+    def set_aside_partial(self) -> None:
+        """Rename figures already written by a job that then did not complete to their partial names."""
+        for name, partial in PARTIAL_NAMES.items():
+            if (self.job_dir / name).exists():
+                os.replace(self.job_dir / name, self.job_dir / partial)
 
     def write_requests(self, frame, name: str = REQUESTS) -> None:
         write_parquet_atomic(self.job_dir / name, frame)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import yaml
 from omegaconf import OmegaConf
 
-from context_research.records.run_record import MANIFEST, REQUESTS, SUMMARY
+from context_research.records.run_record import ATTEMPTS, MANIFEST, REQUESTS, SUMMARY
 from context_research.report.alignment import parse_overrides
 from context_research.report.roofline import add_roofline_columns
 
@@ -39,6 +39,7 @@ def find_job_dirs(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"not a directory: {root}")
     found = {p.parent for p in root.rglob(MANIFEST) if HYDRA_DIR not in p.parts[len(root.parts):]}
     found |= {p.parent.parent for p in root.rglob(f"{HYDRA_DIR}/config.yaml")}
+    found = {job for job in found if ATTEMPTS not in job.parts[len(root.parts):]}  # a rerun job's earlier attempts
     return sorted(found, key=natural_key)
 
 

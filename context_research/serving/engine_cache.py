@@ -39,10 +39,10 @@ def acquire(wanted: dict[str, Callable[[], ServingBackend]]) -> tuple[dict[str, 
             t0 = time.perf_counter()
             engine = build()
             engine.engine_key = key
+            _ENGINES[key] = engine  # cached at once, so a start that fails is stopped by release_all too
             engine.start()
             engine.warmup()
             started_s += time.perf_counter() - t0
-            _ENGINES[key] = engine
             log.info("engine %s started in %.1f s", key, time.perf_counter() - t0)
     return {key: _ENGINES[key] for key in wanted}, started_s
 

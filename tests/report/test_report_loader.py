@@ -81,3 +81,12 @@ def test_nested_summary_fields_become_columns(tmp_path):
     jobs = load_jobs([tmp_path / "s"])
     assert jobs["checks.reproducible"].tolist() == [True]
     assert pd.isna(jobs["gpu_mem_peak_gb"].iloc[0])
+
+
+def test_earlier_attempts_of_a_rerun_job_are_not_jobs(tmp_path):
+    job = write_record(tmp_path / "sweep" / "0_prompt_len=64", ["prompt_len=64"], {"name": "e1"},
+                       job_config("e1", prompt_len=64))
+    write_record(job / "attempts" / "run-earlier", ["prompt_len=64"], None, job_config("e1", prompt_len=64),
+                 status="interrupted", error="interrupted by SIGTERM")
+    jobs = load_jobs([tmp_path / "sweep"])
+    assert jobs["status"].tolist() == ["completed"]

@@ -38,3 +38,19 @@ def test_same_key_reuses_other_key_replaces():
 def test_engine_key_is_stable_and_sensitive():
     assert engine_cache.engine_key({"x": 1, "y": 2}) == engine_cache.engine_key({"y": 2, "x": 1})
     assert engine_cache.engine_key({"x": 1}) != engine_cache.engine_key({"x": 2})
+
+
+class WarmupOutOfMemory(CountingEngine):
+    def warmup(self):
+        raise MemoryError("out of memory at warm-up")
+
+
+def test_an_engine_that_fails_to_start_is_still_stopped_by_release_all():
+    # its half-started state (a vLLM engine-core process, GPU memory) must not reach the next job
+    log: list[str] = []
+    try:
+        engine_cache.acquire({"a": lambda: WarmupOutOfMemory(log, "a")})
+    except MemoryError:
+        pass
+    engine_cache.release_all()
+    assert log == ["start a", "stop a"] and engine_cache.cached_keys() == []
