@@ -107,13 +107,13 @@ def run(overrides: list[str], output: Path, num_requests: int, prompt_len: int, 
     if cfg.serving.engine != "vllm":
         raise ConfigError("serving", cfg.serving.engine, "vllm (the raw side is vllm.LLM.generate)")
     cfg.serving.interface = "offline"  # the engine holds the vllm.LLM both sides use
-    validate(cfg)
+    model = validate(cfg)["model"]  # the typed ModelConfig (config_json, token range)
     scheduler = instantiate(cfg.scheduler)
     engines, start_s = build_engines(cfg, scheduler)
     try:
         scheduler.bind(engines)
         (backend,) = engines.values()
-        requests = batch_requests(cfg.model, num_requests, prompt_len, output_len, cfg.seed)
+        requests = batch_requests(model, num_requests, prompt_len, output_len, cfg.seed)
         warm = requests[:min(8, len(requests))]
         harness_generate(scheduler, warm)()  # kernels and allocator pools ready on both paths
         raw_generate(backend, warm)()
