@@ -160,6 +160,8 @@ class InProcessMemory:
         # a CUDA device without CUDA: the engine itself fails to load, with its own error
         self.on_cuda = device.type == "cuda" and torch.cuda.is_available()
         self.unavailable = None if self.on_cuda else f"torch.cuda unavailable: the engine runs on {device}"
+        if self.on_cuda:  # the device's caching allocator must exist before its statistics are reset
+            torch.empty(1, device=device)
         self.weights_bytes = NAN
         self.kv = KVCacheMeter()
         self.phases: dict[str, dict[str, float]] = {}
