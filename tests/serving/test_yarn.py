@@ -25,8 +25,8 @@ def test_transformers_reads_yarn_factor_4(yarn_config):
     inv_freq, attention_factor = ROPE_INIT_FUNCTIONS["yarn"](yarn_config, "cpu")
     assert attention_factor == pytest.approx(0.1 * math.log(4.0) + 1.0)  # YaRN's mscale for factor 4
     base = 1.0 / (1000000 ** (inv_freq.new_tensor(range(0, 128, 2)) / 128))
-    assert inv_freq[0] == pytest.approx(base[0])  # high frequencies untouched
-    assert inv_freq[-1] == pytest.approx(base[-1] / 4.0, rel=1e-4)  # low frequencies interpolated by the factor
+    assert float(inv_freq[0]) == pytest.approx(float(base[0]))  # high frequencies untouched
+    assert float(inv_freq[-1]) == pytest.approx(float(base[-1]) / 4.0, rel=1e-4)  # low frequencies interpolated by the factor
 
 
 def test_the_older_rope_scaling_spelling_reads_the_same(tmp_path):
