@@ -103,8 +103,9 @@ def test_connector_storage_names_folders_like_vllm_and_counts_the_stored_bytes(t
     assert stored_tokens(1030, 16) == 1024 and stored_tokens(1025, 16) == 1024 and stored_tokens(1024, 16) == 1008
     expected = hashlib.md5(np.asarray(prompt[:1024], dtype=np.int64).tobytes(), usedforsecurity=False).hexdigest()
     assert storage.folder(prompt).name == expected
-    # the decode request (prompt + first token) looks up the same folder
-    assert stored_tokens(len(prompt + [7]) - 1, 16) == stored_tokens(len(prompt), 16)
+    # the decode engine loads align(len(its prompt)) tokens: with the same prompt that is what was
+    # stored; prompt + first token would look under another folder at block-aligned lengths
+    assert stored_tokens(1024 + 1, 16) == 1024 != stored_tokens(1024, 16)
     write_connector_folder(storage, prompt, layers=36, heads=8, head_dim=128)  # Qwen3-8B's KV shape
     kv_bytes, layers, tokens = storage.stored(storage.find(prompt))
     assert (layers, tokens) == (36, 1024) and kv_bytes == 1024 * QWEN3_8B_KV_BYTES_PER_TOKEN
@@ -135,10 +136,14 @@ def test_the_client_sees_the_prefill_token_first_and_the_decode_engine_after(tmp
     request = GenerationRequest(request_id="r", prompt_token_ids=prompt, max_new_tokens=4)
     first = result("r-prefill", [11], [10.5], 10.0, engine_queue_ms=1.0, prefill_ms=400.0, decode_ms=0.0,
                    finish_reason="length", kv_transfer_params=None)
-    rest = result("r-decode", [12, 13, 14], [10.8, 10.81, 10.82], 10.5, engine_queue_ms=2.0, prefill_ms=150.0,
-                  decode_ms=20.0, num_cached_tokens=96, finish_reason="length")
+    # the decode engine samples the first token again (same prompt); the client keeps the prefill's
+    rest = result("r-decode", [11, 12, 13, 14], [10.8, 10.81, 10.82, 10.83], 10.5, engine_queue_ms=2.0,
+                  prefill_ms=150.0, decode_ms=20.0, num_cached_tokens=96, finish_reason="length")
     merged = broker._merge(request, prompt, first, rest)
-    assert merged.output_token_ids == [11, 12, 13, 14] and merged.token_times == [10.5, 10.8, 10.81, 10.82]
+    assert merged.output_token_ids == [11, 12, 13, 14] and merged.token_times == [10.5, 10.81, 10.82, 10.83]
+    # a first streamed output holding two tokens keeps its arrival: it carried a new token too
+    coalesced = result("r-decode", [11, 12, 13], [10.8, 10.82], 10.5, finish_reason="length")
+    assert broker._merge(request, prompt, first, coalesced).token_times == [10.5, 10.8, 10.82]
     assert merged.ttft_ms == pytest.approx(500.0) and merged.prompt_tokens == 100
     assert merged.metadata["prefill_ms"] == 400.0 and merged.metadata["decode_first_step_ms"] == 150.0
     figures = broker._accounting(prompt, first, rest)

@@ -5,11 +5,14 @@ Per request, on the process-wide event loop:
     1. prefill engine: the prompt with max_tokens=1 (and `prefill_kv_transfer_params`, if any).
        Its first token goes to the client at once: that is the request's first token (TTFT).
        The connector saves the prompt's KV during this step.
-    2. decode engine: prompt + first token, max_tokens = max_new_tokens - 1, with the
-       kv_transfer_params the prefill output returned (NixlConnector returns the remote blocks;
-       ExampleConnector returns none: it finds the KV by the hash of the prompt's tokens). The
-       decode engine loads the KV in its first step for the request and computes only the
-       uncached tail (fewer than block_size + 1 tokens), then continues decoding.
+    2. decode engine: the same prompt, max_tokens = max_new_tokens, with the kv_transfer_params
+       the prefill output returned (NixlConnector returns the remote blocks; ExampleConnector
+       returns none: it finds the KV by the hash of the prompt's tokens). The decode engine loads
+       the KV in its first step for the request, computes only the uncached tail (1 to
+       block_size tokens) and so samples the first token again; the client already has it from
+       the prefill engine, so that repeat is dropped and decoding continues. (The same prompt,
+       not prompt + first token: ExampleConnector's load path aligns the decode prompt's length,
+       and a prompt one token longer than a block-aligned one would look under another hash.)
 
 ExampleConnector (vLLM's `example_connector.py`) writes each layer's KV of the prompt's first
 `(len(prompt) - 1) // block_size * block_size` tokens to `<shared_storage_path>/<md5 of those token
@@ -171,8 +174,8 @@ class VLLMBroker:
             decode_metadata["kv_transfer_params"] = first.metadata["kv_transfer_params"]
         try:
             rest = await self.decode_engine.generate_async(GenerationRequest(
-                request_id=f"{request.request_id}-decode", prompt_token_ids=ids + [token],
-                max_new_tokens=request.max_new_tokens - 1, temperature=request.temperature, top_p=request.top_p,
+                request_id=f"{request.request_id}-decode", prompt_token_ids=ids,
+                max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
                 seed=request.seed, arrival_time=request.arrival_time, metadata=decode_metadata))
             result = self._merge(request, ids, first, rest)
             result.metadata.update(self._accounting(ids, first, rest))
@@ -213,9 +216,15 @@ class VLLMBroker:
 
     def _merge(self, request: GenerationRequest, ids: list[int], first: GenerationResult,
                rest: GenerationResult | None) -> GenerationResult:
-        """The client's view: the first token from the prefill engine, the rest from the decode engine."""
-        tokens = first.output_token_ids + (rest.output_token_ids if rest else [])
-        times = first.token_times[:1] + (rest.token_times if rest else [])
+        """The client's view: the first token from the prefill engine, the rest from the decode
+        engine, whose own first token (the prefill's, sampled again) is dropped with its arrival
+        time when it came alone in its streamed output."""
+        tokens = first.output_token_ids + (rest.output_token_ids[1:] if rest else [])
+        later_times = []
+        if rest is not None:
+            one_per_output = len(rest.token_times) == len(rest.output_token_ids)
+            later_times = rest.token_times[1:] if one_per_output else rest.token_times
+        times = first.token_times[:1] + later_times
         tokenizer = self.prefill_engine.tokenizer
         text = tokenizer.decode(tokens, skip_special_tokens=True) if tokenizer is not None else ""
         metadata = {key: value for key, value in first.metadata.items()
