@@ -19,14 +19,16 @@ Decomposition of the measured phase (GB = 1e9 bytes), summed over the job's engi
     activations  torch's peak allocated bytes - weights - kv_cache - tensors held in CUDA graph
                  pools: activations and the engine's working buffers alive at the peak
     cuda_graph   bytes reserved by CUDA graph memory pools (vLLM's global pool; hf: any private pool)
+    torch_cache  the PyTorch allocator's cache: reserved outside graph pools - allocated outside
+                 graph pools, at the peak (blocks freed by activations, fragmentation)
     non_torch    NVML used at peak - torch reserved at peak: CUDA contexts, NCCL, cuBLAS and graph
                  objects, and any other process on the GPU
-    total        weights + kv_cache + activations + cuda_graph + non_torch
+    total        weights + kv_cache + activations + cuda_graph + torch_cache + non_torch
     nvml_used    NVML's used memory at peak, all sampled GPUs together
-    torch_cache  torch reserved outside graph pools - allocated outside graph pools, at the peak:
-                 the allocator's cache holding no tensor. total + torch_cache = nvml_used, so
-                 `memory_unattributed_pct` = torch_cache / nvml_used says how much the named
-                 components leave out.
+
+activations, torch_cache and non_torch are residuals, so total equals nvml_used by construction:
+the decomposition is complete. What checks it independently are the weights (2 bytes per
+parameter in bf16) and the KV bytes per token (from the live cache tensors).
 
 Where a figure cannot be measured (no CUDA, no NVML) it is NaN (null in summary.json) and
 `memory_unavailable_reason` says why; weights, KV bytes and KV bytes per token are tensor
@@ -242,13 +244,14 @@ def measured_decomposition(reports: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+TORCH_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "torch_cache_gb")
+
+
 def with_nvml(decomposition: dict[str, float], torch_reserved_gb: float, nvml_used_gb: float) -> dict[str, float]:
-    """The components that need NVML's used memory at peak: non_torch, total and the check."""
+    """The components that need NVML's used memory at peak: non_torch and the total."""
     non_torch = nvml_used_gb - torch_reserved_gb
-    total = math.fsum(decomposition[k] for k in ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb"))
-    total += non_torch
-    return {"non_torch_gb": non_torch, "total_gb": total, "nvml_used_gb": nvml_used_gb,
-            "memory_unattributed_pct": (nvml_used_gb - total) / nvml_used_gb * 100.0 if nvml_used_gb else NAN}
+    total = math.fsum(decomposition[k] for k in TORCH_COMPONENTS) + non_torch
+    return {"non_torch_gb": non_torch, "total_gb": total, "nvml_used_gb": nvml_used_gb}
 
 
 class MemoryCollector:

@@ -22,7 +22,8 @@ from context_research.report.alignment import is_repeat_key
 from context_research.report.tables import column_value
 
 STYLE = "whitegrid"
-MEMORY_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "non_torch_gb")
+MEMORY_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "torch_cache_gb",
+                     "non_torch_gb")
 BUDGET_AXES = ("token_budget", "budget", "prompt_len")
 LOAD_AXES = {"concurrency": "concurrency (requests in flight)", "request_rate": "request rate (requests/s)"}
 

@@ -7,7 +7,8 @@ writes and its columns. A column's value comes from, in order:
 2. a summary field it renames (SOURCES, e.g. kv_transfer_ms_p50 <- kv_transfer_p50_ms), or for
    `<x>_gb` the summary's `<x>_bytes` / 1e9;
 3. a rule over the record (DERIVED: fits, settings);
-and is NaN otherwise: a missing metric is never invented.
+and is NaN otherwise: a missing metric is never invented. A table's `sums` columns are the sum of
+other columns of the row (memory.csv's total_gb), so every record is totalled the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class ExperimentTable:
     filename: str
     columns: tuple[str, ...]
     order_by: tuple[str, ...]  # the sweep axes, rows sorted by them
+    # columns that are the sum of other columns of the row (the same definition for every record)
+    sums: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 TABLES: dict[str, ExperimentTable] = {
@@ -42,7 +45,10 @@ TABLES: dict[str, ExperimentTable] = {
         ("engine", "scheduler", "prompt_len", "concurrency")),
     "e5": ExperimentTable("memory.csv", (
         "engine", "prompt_len", "concurrency", "weights_gb", "kv_cache_gb", "kv_used_gb", "activations_gb",
-        "cuda_graph_gb", "non_torch_gb", "total_gb", "nvml_used_gb"), ("engine", "prompt_len", "concurrency")),
+        "cuda_graph_gb", "torch_cache_gb", "non_torch_gb", "total_gb", "nvml_used_gb"),
+        ("engine", "prompt_len", "concurrency"),
+        sums=(("total_gb", ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "torch_cache_gb",
+                            "non_torch_gb")),)),
     "e6": ExperimentTable("summary.csv", (
         "prompt_len", "fits", "ttft_p50_ms", "tpot_p50_ms", "peak_mem_gb", "settings"), ("prompt_len",)),
 }
@@ -105,6 +111,10 @@ def experiment_table(jobs: pd.DataFrame, spec: ExperimentTable) -> pd.DataFrame:
     """One row per job: the spec's columns, then the job's status, folder label and directory."""
     rows = [{column: column_value(job, column) for column in (*spec.columns, *JOB_COLUMNS)}
             for _, job in jobs.iterrows()]
+    for total, parts in spec.sums:
+        for row in rows:
+            values = [row[part] for part in parts]
+            row[total] = math.fsum(values) if all(present(v) for v in values) else math.nan
     table = pd.DataFrame(rows, columns=[*spec.columns, *JOB_COLUMNS])
     order = [c for c in spec.order_by if table[c].notna().any()]
     return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table

@@ -21,7 +21,7 @@ from tests.conftest import compose_config, manifests
 pytestmark = pytest.mark.gpu
 
 PROMPT_LEN, OUTPUT_LEN = 4096, 32
-COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "non_torch_gb")
+COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_gb", "torch_cache_gb", "non_torch_gb")
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,13 @@ def test_roofline_ratio_where_the_summary_has_floors(tmp_path):
     assert jobs["ttft_measured_over_floor"].tolist()[0] == 1.5 and jobs["tpot_measured_over_floor"].tolist()[0] == 2.0
     assert pd.isna(jobs["ttft_measured_over_floor"].iloc[1])
     assert len(roofline_table(jobs)) == 1
+
+
+def test_e5_total_is_the_sum_of_the_components_for_every_record(tmp_path):
+    # a record written before the allocator cache was a component: its own total_gb left it out
+    components = {"weights_gb": 16.4, "kv_cache_gb": 38.7, "activations_gb": 28.0, "cuda_graph_gb": 0.0,
+                  "torch_cache_gb": 11.4, "non_torch_gb": 1.4}
+    summary = {"name": "e5", **components, "total_gb": 84.5, "gpu_mem_total_peak_gb": 95.9}
+    write_record(tmp_path / "e5" / "0", ["prompt_len=16384"], summary, job_config("e5", prompt_len=16384, concurrency=16))
+    _, table = experiment_tables(load_jobs([tmp_path / "e5"]))["memory.csv"]
+    assert table.iloc[0]["total_gb"] == pytest.approx(sum(components.values()))
