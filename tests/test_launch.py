@@ -58,11 +58,13 @@ def test_e0_records_memory_exactly_where_measurable_and_null_elsewhere(e0_run):
 
 
 def test_two_job_multirun_reuses_one_engine(run_launch):
+    long_name = "a_label_long_enough_that_the_overrides_pass_the_file_name_limit_" * 4  # 260 characters
     process, root = run_launch("-m", "experiment=e1", "prompt_len=128,256", "repeats=2", "output_len=8",
-                               timeout=300)
+                               f"name={long_name}", timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed", "completed"]
+    assert all(len(Path(m["_dir"]).name) <= 200 for m in records)  # job folders named within the limit
     assert (root / "sweep" / "multirun.yaml").exists()
     summaries = [json.loads((Path(m["_dir"]) / "summary.json").read_text()) for m in records]
     assert summaries[0]["engine_start_s"] > 0 and summaries[1]["engine_start_s"] == 0  # one start

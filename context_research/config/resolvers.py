@@ -1,17 +1,37 @@
-"""Arithmetic resolvers for presets whose values scale with a sweep axis, for example
-`num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
-at least 16). Registered once per process when `context_research.config` is imported."""
+"""Resolvers for the configs, registered once per process when `context_research.config` is
+imported:
+
+- arithmetic for presets whose values scale with a sweep axis, for example
+  `num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
+  at least 16);
+- `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from omegaconf import OmegaConf
+
+MAX_DIRNAME_CHARS = 200  # below the 255-byte file name limit of Linux file systems, with room to spare
+
+
+def job_dirname(job_num: int, override_dirname: str) -> str:
+    """`<job number>_<overrides>`, the overrides cut short and given a hash of the whole when the
+    name would be longer than MAX_DIRNAME_CHARS (a sweep with many overrides otherwise fails to
+    create its job folders). Distinct override sets keep distinct names."""
+    name = f"{job_num}_{override_dirname}"
+    if len(name) <= MAX_DIRNAME_CHARS:
+        return name
+    digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:12]
+    return f"{name[:MAX_DIRNAME_CHARS - len(digest) - 1]}~{digest}"
+
 
 RESOLVERS = {
     "cr.mul": lambda *factors: math.prod(factors),
     "cr.max": lambda *values: max(values),
     "cr.floordiv": lambda value, divisor: value // divisor,
+    "cr.job_dirname": job_dirname,
 }
 
 
