@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import yaml
 from omegaconf import OmegaConf
 
+from context_research.config.resolvers import register_resolvers
 from context_research.records.run_record import ATTEMPTS, MANIFEST, REQUESTS, SUMMARY
 from context_research.report.alignment import parse_overrides
 from context_research.report.roofline import add_roofline_columns
@@ -57,11 +58,17 @@ def read_config(job_dir: Path) -> dict[str, Any]:
     path = job_dir / HYDRA_DIR / "config.yaml"
     if not path.is_file():
         return {}
+    register_resolvers()  # the presets' ${cr.*} arithmetic, e.g. E3's num_prompts
     config = OmegaConf.create(yaml.safe_load(path.read_text()) or {})
-    try:
-        return OmegaConf.to_container(config, resolve=True)
-    except Exception:  # a resolver only Hydra's runtime knows (e.g. ${now:...}): keep the text
-        return OmegaConf.to_container(config, resolve=False)
+    unresolved = OmegaConf.to_container(config, resolve=False)
+    resolved: dict[str, Any] = {}
+    for key, text in unresolved.items():  # key by key, so one unresolvable value keeps only itself as text
+        try:
+            value = config[key]
+            resolved[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        except Exception:  # a resolver only Hydra's runtime knows (e.g. ${now:...}): keep the text
+            resolved[key] = text
+    return resolved
 
 
 def read_choices(job_dir: Path) -> dict[str, str]:

@@ -90,3 +90,12 @@ def test_earlier_attempts_of_a_rerun_job_are_not_jobs(tmp_path):
                  status="interrupted", error="interrupted by SIGTERM")
     jobs = load_jobs([tmp_path / "sweep"])
     assert jobs["status"].tolist() == ["completed"]
+
+
+def test_preset_arithmetic_is_resolved_and_runtime_only_values_stay_text(tmp_path):
+    config = job_config("e3", prompt_len=64)
+    config.update(concurrency=4, num_prompts="${cr.max:6,${cr.mul:3,${concurrency}}}", started="${now:%H}")
+    write_record(tmp_path / "sweep" / "0", ["concurrency=4"], {"name": "e3", "ttft_p50_ms": 1.0}, config)
+    jobs = load_jobs([tmp_path / "sweep"])
+    assert jobs["num_prompts"].tolist() == [12]  # E3's num_prompts at concurrency 4
+    assert jobs["prompt_len"].tolist() == [64]
