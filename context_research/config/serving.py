@@ -50,6 +50,10 @@ class VLLMServingConfig:
     max_num_seqs: Optional[int] = None
     kv_cache_dtype: str = "auto"
     enable_prefix_caching: Optional[bool] = None
+    # the largest step (in tokens) run as a CUDA graph; null = vLLM's default (256 in 0.26). A larger
+    # step, such as a whole 1K prompt's prefill, runs its kernels launched one by one from the host,
+    # so its time follows the host CPU's jitter (compilation_config.max_cudagraph_capture_size)
+    max_cudagraph_capture_size: Optional[int] = None
     tensor_parallel_size: int = 1
     seed: int = 0
     # config.json fields vLLM applies on top of the model's (merged over model.hf_overrides)
@@ -67,7 +71,7 @@ class VLLMServingConfig:
         require_choice("kv_cache_dtype", self.kv_cache_dtype, ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"))
         require(self.max_model_len is None or self.max_model_len >= 1, "max_model_len", self.max_model_len,
                 "null or an integer >= 1")
-        for key in ("max_num_batched_tokens", "max_num_seqs"):
+        for key in ("max_num_batched_tokens", "max_num_seqs", "max_cudagraph_capture_size"):
             value = getattr(self, key)
             require(value is None or value >= 1, key, value, "null or an integer >= 1")
         require(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "an integer >= 1")

@@ -43,6 +43,16 @@ def test_every_experiment_composes(experiment):
     assert cfg.name == experiment
 
 
+@pytest.mark.parametrize("specialisation", options("experiment_serving"))
+def test_every_experiment_serving_specialisation_composes_and_validates(specialisation):
+    # conf/experiment_serving/<experiment>_<serving>.yaml: chosen by the root defaults list for that pair
+    experiment, serving = specialisation.split("_", 1)
+    cfg = compose_config([f"experiment={experiment}", *overrides_for("serving", serving)])
+    assert validate(cfg)["serving"] is not None
+    specialised = OmegaConf.load(CONF / "experiment_serving" / f"{specialisation}.yaml")
+    assert {key: cfg.serving[key] for key in specialised} == dict(specialised)
+
+
 @pytest.mark.parametrize("serving", options("serving"))
 def test_every_target_instantiates_without_starting_an_engine(serving, tmp_path):
     cfg = compose_config(overrides_for("serving", serving))

@@ -43,8 +43,23 @@ def test_defaults_leave_vllm_its_own_choices_and_pass_overrides():
     assert args["tokenizer"] == "/tok" and args["skip_tokenizer_init"] is False
     assert args["max_model_len"] == 8192 and args["dtype"] == "float16"
     assert args["hf_overrides"] == {"max_position_embeddings": 131072}
-    for key in ("enable_chunked_prefill", "max_num_batched_tokens", "max_num_seqs", "enable_prefix_caching"):
+    for key in ("enable_chunked_prefill", "max_num_batched_tokens", "max_num_seqs", "enable_prefix_caching",
+                "compilation_config"):
         assert key not in args
+
+
+def test_cuda_graph_size_merges_into_the_compilation_config():
+    serving, model = typed(["serving.max_cudagraph_capture_size=1024",
+                            "+serving.extra_engine_args.compilation_config.mode=0"])
+    args = engine_arguments(serving, model, "/m", None)
+    assert args["compilation_config"] == {"mode": 0, "max_cudagraph_capture_size": 1024}
+
+
+def test_e1_on_vllm_captures_the_1k_prefill_as_a_cuda_graph():
+    # conf/experiment_serving/e1_vllm.yaml, chosen by the root defaults list for experiment=e1 serving=vllm
+    assert compose_config(["experiment=e1", "serving=vllm"]).serving.max_cudagraph_capture_size == 1024
+    assert compose_config(["serving=vllm"]).serving.max_cudagraph_capture_size is None
+    assert "max_cudagraph_capture_size" not in compose_config(["experiment=e1"]).serving  # hf has no such key
 
 
 def test_sampling_arguments():

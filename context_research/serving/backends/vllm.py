@@ -60,7 +60,11 @@ def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, token
     overrides = {**dict(model.hf_overrides), **dict(settings.get("hf_overrides") or {})}
     if overrides:
         args["hf_overrides"] = overrides
-    args.update(dict(settings.get("extra_engine_args") or {}))
+    extra = dict(settings.get("extra_engine_args") or {})
+    if settings.get("max_cudagraph_capture_size") is not None:  # merged into any compilation_config given
+        extra["compilation_config"] = {**dict(extra.get("compilation_config") or {}),
+                                       "max_cudagraph_capture_size": settings["max_cudagraph_capture_size"]}
+    args.update(extra)
     return args
 
 
