@@ -135,10 +135,13 @@ def scheduler_deltas(jobs: pd.DataFrame, baseline: str = "aggregated", other: st
         if side_a.empty or side_b.empty:
             continue
         pairs, treatment = align(side_a, side_b)
-        for _, pair in pairs.dropna().iterrows():
-            job_a, job_b = side_a.loc[pair["a"]], side_b.loc[pair["b"]]
-            point = " ".join(f"{k}={v}" for k, v in sorted(job_a["override_map"].items())
-                             if k not in treatment and k != "experiment" and not is_repeat_key(k))
+        matched = [(side_a.loc[pair["a"]], side_b.loc[pair["b"]]) for _, pair in pairs.dropna().iterrows()]
+        points = [{k: v for k, v in job_a["override_map"].items()
+                   if k not in treatment and k != "experiment" and not is_repeat_key(k)} for job_a, _ in matched]
+        varying = sorted({k for point in points for k in point if len({str(p.get(k)) for p in points}) > 1})
+        for (job_a, job_b), point_map in zip(matched, points):
+            # the point is named by the axes that differ between points; settings common to all are not repeated
+            point = " ".join(f"{k}={point_map[k]}" for k in varying if k in point_map)
             for metric in DELTA_METRICS:
                 if metric not in folder or pd.isna(job_a[metric]) or pd.isna(job_b[metric]):
                     continue

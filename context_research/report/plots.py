@@ -184,7 +184,8 @@ def scheduler_delta_plot(deltas: pd.DataFrame, jobs: pd.DataFrame) -> Plot | Non
                 order=natural_order(deltas["point"]))
     legend_outside(axes)
     axes[0].axhline(0, color="black", linewidth=0.8)
-    axes[0].set(xlabel="sweep point", ylabel="disaggregated vs aggregated (%)")
+    axes[0].set_yscale("symlog", linthresh=10)  # changes of a few % and of many-fold on one axis
+    axes[0].set(xlabel="sweep point", ylabel="disaggregated vs aggregated (%, symlog)")
     axes[0].tick_params(axis="x", labelrotation=20)
     context = setting(completed(jobs))
     figure.suptitle(f"Disaggregated vs aggregated — {context}")
