@@ -19,8 +19,9 @@ pytestmark = pytest.mark.gpu
 
 def test_capability_jobs_run_on_vllm(run_launch, tokenizer_dir, data_dir):
     # E4's sweep (one job per benchmark, prompt_len = every benchmark's token budget) on the tiny model
-    process, root = run_launch("-m", "experiment=e4", "model=tiny_qwen3", *TINY_VLLM, f"model.tokenizer={tokenizer_dir}",
-                               f"paths.data_dir={data_dir}", "prompt_len=2048", "num_prompts=2", timeout=600)
+    process, root = run_launch("-m", "experiment=e4", "model=tiny_qwen3", *TINY_VLLM,
+                               f"model.tokenizer={tokenizer_dir}", f"paths.data_dir={data_dir}",
+                               "prompt_len=2048", "num_prompts=2", timeout=600)
     assert process.returncode == 0, process.stderr[-4000:]
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed"] * 3
