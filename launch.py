@@ -7,7 +7,6 @@ record the job in progress as interrupted and stop the sweep (exit code 130 or 1
 """
 
 import os
-import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -25,8 +24,10 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     # let errors reach the handler below instead of Hydra's multi-line report
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    from context_research.cli_errors import exit_on_user_error
-    from context_research.launching.interruption import stop_signals_raise
+    from context_research.cli.errors import exit_on_user_error
+    from context_research.cli.interruption import stop_signals_raise
+    from context_research.cli.sweep_callback import report_stopped_sweep
 
-    with exit_on_user_error(), stop_signals_raise():  # SIGTERM stops as cleanly as Ctrl-C
+    # SIGTERM stops as cleanly as Ctrl-C; a stopped sweep prints its jobs before exiting
+    with exit_on_user_error(on_stop=report_stopped_sweep), stop_signals_raise():
         main()

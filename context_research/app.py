@@ -22,8 +22,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from context_research.config import validate
-from context_research.launching.gpu_placement import place_job
-from context_research.launching.interruption import describe_stop, stop_deferred, stop_signals_raise
+from context_research.cli.errors import JobFailed
+from context_research.cli.gpu_placement import place_job
+from context_research.cli.interruption import describe_stop, stop_deferred, stop_signals_raise
 from context_research.records import resume
 from context_research.records.environment import recorded_environment
 from context_research.records.run_record import REQUESTS_PARTIAL, RunRecord
@@ -32,10 +33,6 @@ from context_research.workloads.synthetic import workload_hash
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class JobFailed(RuntimeError):
-    """A single run failed; its record says why (raised only outside sweeps)."""
 
 
 def pool_serving(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
@@ -181,7 +178,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         print(f"[{cfg.name}] skipped (resume): {job_dir.name} completed by {earlier['run_id']}", flush=True)
         return resume.stored_summary(job_dir)
     if earlier:
-        resume.archive_attempt(job_dir, earlier)
+        with stop_deferred():
+            resume.archive_attempt(job_dir, earlier)
     record = RunRecord.create(job_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
     try:
         gpu = place_job(hydra_cfg.launcher._target_, OmegaConf.to_container(cfg.serving, resolve=True))

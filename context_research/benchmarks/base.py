@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from context_research.serving.backends.base import GenerationResult
+from context_research.requests import GenerationResult
 
 # observe(result, phase): phase is "warmup" or "measure"; warm-up rows never enter the figures
 Observer = Callable[[GenerationResult, str], None]

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from context_research.benchmarks.base import Observer
 from context_research.profiling.roofline import floors
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range
 
 

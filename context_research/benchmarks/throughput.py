@@ -22,7 +22,7 @@ from context_research.benchmarks.base import Observer
 from context_research.profiling.goodput import load_summary
 from context_research.profiling.latency import request_row
 from context_research.profiling.phases import COOLDOWN, MEASURE, WARMUP
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.workloads.arrivals import build_process
 from context_research.workloads.synthetic import synthetic_requests, token_id_range
 

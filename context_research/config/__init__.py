@@ -7,9 +7,9 @@ vLLM.
 from context_research.config.errors import ConfigError
 from context_research.config.resolvers import register_resolvers
 from context_research.config.store import register_schemas
-from context_research.config.validation import one_line, validate
+from context_research.config.validation import validate
 
 register_schemas()
 register_resolvers()
 
-__all__ = ["ConfigError", "one_line", "register_resolvers", "register_schemas", "validate"]
+__all__ = ["ConfigError", "register_resolvers", "register_schemas", "validate"]

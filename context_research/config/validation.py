@@ -5,9 +5,7 @@ allowed, raised before any engine is built."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -117,35 +115,3 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     for rule in CROSS_FIELD_RULES:
         rule(cfg, typed)
     return typed
-
-
-def validate_all(configs: Iterable[tuple[str, Callable[[], DictConfig]]]) -> list[str]:
-    """Validate several jobs; return one line per bad job (`label: error`)."""
-    problems = []
-    for label, compose in configs:
-        try:
-            validate(compose())
-        except ConfigError as error:
-            problems.append(f"{error} (sweep point: {label})" if label else str(error))
-        except Exception as error:  # a composition error from Hydra for this sweep point
-            problems.append(f"{one_line(error)} (sweep point: {label})" if label else one_line(error))
-    return problems
-
-
-def one_line(error: BaseException) -> str:
-    """A Hydra/OmegaConf composition error as one line: the override and what is allowed."""
-    if isinstance(error, ConfigError):
-        return str(error)
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
-    if missing and "Available options" in text:
-        listing = text.split("Available options", 1)[1].splitlines()[1:]
-        options = [line.strip() for line in itertools.takewhile(lambda line: line.startswith("\t"), listing)]
-        return f"{missing.group(1)}={missing.group(2)}: no such option; allowed: {', '.join(options)}"
-    cause = error.__cause__
-    if isinstance(cause, OmegaConfBaseException):
-        detail = str(cause).splitlines()[0].strip()
-        head = lines[0].replace("Error merging override ", "").rstrip(".")
-        return f"{head}: {detail}"
-    return lines[0] if lines else type(error).__name__

@@ -19,18 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-
-def visible_nvml_indices(count: int) -> list[int]:
-    """NVML indices of the GPUs this process may use (numeric CUDA_VISIBLE_DEVICES respected)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None or visible.strip() == "":
-        return list(range(count))
-    indices = []
-    for item in visible.split(","):
-        item = item.strip()
-        if item.isdigit() and int(item) < count:
-            indices.append(int(item))
-    return indices
+from context_research import devices
 
 
 def optional_reading(read: Callable[[], float]) -> float:
@@ -70,10 +59,10 @@ class NvmlCollector:
             self.unavailable = f"{type(error).__name__}: {error}"
             return
         try:
-            count = pynvml.nvmlDeviceGetCount()
-            self._handles = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in visible_nvml_indices(count)]
+            host = devices.host_gpus()
+            self._handles = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in devices.visible_nvml_indices(host)]
             if not self._handles:
-                raise RuntimeError(f"no visible GPU (NVML sees {count}; CUDA_VISIBLE_DEVICES="
+                raise RuntimeError(f"no visible GPU (NVML sees {len(host)}; CUDA_VISIBLE_DEVICES="
                                    f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         except Exception as error:
             self.unavailable = f"{type(error).__name__}: {error}"

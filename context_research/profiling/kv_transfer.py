@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from context_research.serving.backends.base import GenerationResult
+from context_research.requests import GenerationResult
 
 
 class KVTransferCollector:

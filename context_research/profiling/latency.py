@@ -16,7 +16,7 @@ import pandas as pd
 
 from context_research.profiling.goodput import window_throughput
 from context_research.profiling.phases import COOLDOWN, MEASURE, WARMUP
-from context_research.serving.backends.base import GenerationResult
+from context_research.requests import GenerationResult
 
 
 def request_row(result: GenerationResult, phase: str, origin: float) -> dict[str, Any]:

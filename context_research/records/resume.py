@@ -17,7 +17,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from context_research.launching.interruption import stop_deferred
 from context_research.records.run_record import ATTEMPTS, MANIFEST, SUMMARY, config_hash
 
 log = logging.getLogger(__name__)
@@ -42,13 +41,13 @@ def stored_summary(job_dir: str | Path) -> dict[str, Any]:
 
 def archive_attempt(job_dir: str | Path, manifest: dict[str, Any]) -> Path:
     """Move the earlier attempt's files (all but .hydra/, attempts/ and the job log) into
-    attempts/<run_id>/, the manifest last, so an interrupted move is finished by the next one."""
+    attempts/<run_id>/, the manifest last, so an interrupted move is finished by the next one
+    (the caller holds stop signals back meanwhile)."""
     job_dir = Path(job_dir)
     target = job_dir / ATTEMPTS / manifest["run_id"]
     target.mkdir(parents=True, exist_ok=True)
-    with stop_deferred():
-        for entry in sorted(job_dir.iterdir(), key=lambda path: path.name == MANIFEST):
-            if entry.name not in KEPT_IN_PLACE and entry.suffix != ".log":
-                entry.rename(target / entry.name)
+    for entry in sorted(job_dir.iterdir(), key=lambda path: path.name == MANIFEST):
+        if entry.name not in KEPT_IN_PLACE and entry.suffix != ".log":
+            entry.rename(target / entry.name)
     log.info("earlier attempt (%s, %s) kept in %s", manifest["run_id"], manifest["status"], target)
     return target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 
 
 def encode_prompt(tokenizer: Any, request: GenerationRequest, chat_template_kwargs: dict[str, Any]) -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from context_research.serving import event_loop
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 
 class LoadTarget(Protocol):
     """What a load is sent to: a scheduler (or an engine)."""

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.workloads.lengths import sample_lengths
 
 SPECIAL_ID_FLOOR = 1000  # ids at or above this that a config names are specials at the top of the vocab

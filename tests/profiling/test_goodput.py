@@ -11,7 +11,7 @@ import pytest
 
 from context_research.profiling.goodput import load_summary, step_peak_mean, token_clock
 from context_research.profiling.latency import request_row, summarize
-from context_research.serving.backends.base import GenerationResult
+from context_research.requests import GenerationResult
 
 
 def result(name: str, arrival: float, dispatch: float, tokens: list[float], prompt: int,

@@ -69,6 +69,7 @@ def stand_in_nvml(used_by_gpu: dict[int, list[int]], power_supported: bool = Tru
         NVMLError=NotSupported, NVML_CLOCK_SM=0,
         nvmlInit=lambda: None, nvmlShutdown=lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1),
         nvmlDeviceGetCount=lambda: len(used_by_gpu), nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUUID=lambda handle: f"GPU-{handle}",
         nvmlDeviceGetMemoryInfo=memory, nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=50),
         nvmlDeviceGetPowerUsage=power, nvmlDeviceGetClockInfo=lambda h, clock: 1980)
     return module, calls
@@ -92,7 +93,7 @@ def test_samples_each_gpu_on_the_job_clock_and_sums_gpus_at_their_peak(monkeypat
     assert snapshot["gpu_mem_peak_gb"] == pytest.approx(40 / 1e9)
     assert snapshot["gpu_mem_total_peak_gb"] == pytest.approx(70 / 1e9)  # 40 + 30 at the same moment
     assert snapshot["gpu_sm_clock_mean_mhz"] == 1980 and math.isnan(snapshot["gpu_power_peak_w"])
-    assert calls["shutdown"] == 1
+    assert calls["shutdown"] == 2  # the visible-GPU inventory, then the sampling session
 
 
 def test_a_failing_read_stops_sampling_but_keeps_the_samples(monkeypatch):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from context_research.profiling.latency import request_row, summarize
-from context_research.serving.backends.base import GenerationResult
+from context_research.requests import GenerationResult
 
 
 def result(rid, arrival, dispatch, token_times, prompt=10):

@@ -14,7 +14,7 @@ from context_research.config import validate
 from context_research.profiling.memory import (GB, MemoryCollector, combine_worker_reports,
                                                measured_decomposition, with_nvml)
 from context_research.profiling.roofline import footprint
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from tests.conftest import compose_config
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from tests.report.report_records import A_LENGTHS, B_LENGTHS
 
-from context_research.report.__main__ import main
+from context_research.cli.report import main
 from context_research.report.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from context_research.profiling.roofline import footprint
 from context_research.serving import event_loop
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from context_research.serving.schedulers.decode_process import ProcessDecodeEngine
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler

@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range

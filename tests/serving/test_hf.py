@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from tests.conftest import compose_config
 

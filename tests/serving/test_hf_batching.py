@@ -12,7 +12,7 @@ from tests.conftest import compose_config
 from hydra.utils import instantiate
 
 from context_research.serving import event_loop
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 
 # (prompt length, output budget): ragged prompts, ragged outputs, a one-token output
 SHAPES = [(5, 4), (17, 2), (9, 5), (30, 3), (12, 1)]

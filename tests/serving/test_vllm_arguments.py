@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.vllm import VLLMBackend, engine_arguments, engine_split, sampling_arguments
 from tests.conftest import compose_config
 

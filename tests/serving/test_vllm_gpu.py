@@ -45,13 +45,13 @@ def test_stopping_an_engine_frees_its_gpu_memory(tmp_path):
     import pynvml
     from omegaconf import OmegaConf
 
-    from context_research.profiling.gpu import visible_nvml_indices
+    from context_research import devices
     from context_research.serving import engine_cache
     from context_research.serving.backends.vllm import VLLMBackend
     from tests.conftest import compose_config
 
     pynvml.nvmlInit()  # the engine's GPU: the first visible one, by its NVML index (not NVML's GPU 0)
-    handle = pynvml.nvmlDeviceGetHandleByIndex(visible_nvml_indices(pynvml.nvmlDeviceGetCount())[0])
+    handle = pynvml.nvmlDeviceGetHandleByIndex(devices.visible_nvml_indices(devices.host_gpus())[0])
     before = pynvml.nvmlDeviceGetMemoryInfo(handle).used
     cfg = compose_config([*TINY_VLLM, "serving.interface=offline"])
     serving = OmegaConf.to_container(cfg.serving, resolve=True)

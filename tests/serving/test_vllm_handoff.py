@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 from context_research.app import pool_serving
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
+from context_research import devices
 from context_research.serving.backends.vllm import engine_arguments, sampling_arguments, visible_device
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.serving.schedulers.vllm_broker import (ExampleConnectorStorage, VLLMBroker, storage_dir,
@@ -71,6 +72,7 @@ def test_kv_transfer_params_ride_on_the_sampling_parameters():
 
 
 def test_an_engine_sees_only_its_gpu_while_it_starts(monkeypatch):
+    monkeypatch.setattr(devices, "host_gpus", lambda: [f"GPU-{i}" for i in range(8)])  # an 8-GPU host's NVML
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with visible_device("cuda:1"):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
@@ -79,7 +81,7 @@ def test_an_engine_sees_only_its_gpu_while_it_starts(monkeypatch):
     with visible_device("cuda:1"):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "6"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"
-    with pytest.raises(ValueError, match="lists 2 GPUs"):
+    with pytest.raises(ValueError, match="sees 2 GPU"):
         with visible_device("cuda:2"):
             pass
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.workloads.arrivals import AllAtOnce, ClosedLoop, OpenLoop
 
 

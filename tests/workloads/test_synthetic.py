@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range, workload_hash
 
 

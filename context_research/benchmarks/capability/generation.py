@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from context_research.benchmarks.base import Observer
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 
 MEASURE = "measure"
 

@@ -24,7 +24,7 @@ from context_research.benchmarks.base import Observer
 from context_research.benchmarks.capability.budget import capability_outcome
 from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.subsets import seeded_subset
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 
 TASK = "pg19"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from context_research.profiling.memory import InProcessMemory
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.prompting import encode_prompt
 
 LOGPROB_CHUNK = 4096  # prompt positions log-softmaxed at once (bounds the float32 copy of the logits)

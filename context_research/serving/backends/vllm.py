@@ -20,10 +20,11 @@ import threading
 import time
 from typing import Any
 
+from context_research import devices
 from context_research.profiling.memory import combine_worker_reports, unavailable_report
 from context_research.serving import event_loop
 from context_research.serving.backends import vllm_memory
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.model_source import load_tokenizer, materialize_config_dir
 from context_research.serving.prompting import encode_prompt
 
@@ -129,26 +130,23 @@ _device_lock = threading.Lock()
 
 @contextlib.contextmanager
 def visible_device(device: str | None):
-    """While an engine starts, show it only `device` (cuda:N, N counted in CUDA_VISIBLE_DEVICES
-    when that is set): vLLM runs a single-GPU engine on the first visible GPU, and its engine
-    process inherits the environment when it starts. None: no change."""
+    """While an engine starts, show it only `device` (cuda:N of this process, context_research.devices):
+    vLLM runs a single-GPU engine on the first visible GPU, and its engine process inherits the
+    environment when it starts. None: no change."""
     if device is None:
         yield
         return
-    index = int(device.split(":", 1)[1]) if ":" in device else 0
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
-    listed = [part.strip() for part in before.split(",")] if before else None
-    if listed is not None and index >= len(listed):
-        raise ValueError(f"serving.device={device}: CUDA_VISIBLE_DEVICES={before} lists {len(listed)} GPUs")
+    entry = devices.entry_for(device)
     with _device_lock:
-        os.environ["CUDA_VISIBLE_DEVICES"] = listed[index] if listed is not None else str(index)
+        before = os.environ.get(devices.VARIABLE)
+        os.environ[devices.VARIABLE] = entry
         try:
             yield
         finally:
             if before is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                os.environ.pop(devices.VARIABLE, None)
             else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = before
+                os.environ[devices.VARIABLE] = before
 
 
 class VLLMBackend:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from context_research.serving.backends.base import GenerationRequest, GenerationResult, ServingBackend
+from context_research.requests import GenerationRequest, GenerationResult
+from context_research.serving.backends.base import ServingBackend
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.schedulers.kv_handoff import cache_tensors, tensor_bytes
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from context_research.serving import event_loop
-from context_research.serving.backends.base import GenerationRequest, GenerationResult, ServingBackend
+from context_research.requests import GenerationRequest, GenerationResult
+from context_research.serving.backends.base import ServingBackend
 from context_research.serving.schedulers.placement import Placement, resolve
 
 PREFILL = "prefill"

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.schedulers.kv_handoff import Transfer, copy_cache, hold_back
 
 

@@ -11,8 +11,9 @@ any engine starts and without initialising CUDA here (vLLM starts its engine pro
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from context_research import devices
 
 
 @dataclass(frozen=True)
@@ -26,30 +27,11 @@ class Placement:
         return self.transfer == "simulated"
 
 
-def visible_gpu_count() -> int:
-    """GPUs visible to this process: NVML's count, limited by CUDA_VISIBLE_DEVICES when set."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no NVML: no GPU to place a pool on
-        return 0
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is None:
-        return count
-    ids = [part for part in listed.split(",") if part.strip() and part.strip() != "-1"]
-    return min(count, len(ids))
-
-
 def resolve(engine: str, prefill_device: str, decode_device: str, transfer: str,
             gpus: int | None = None) -> Placement:
     """The concrete placement for a scheduler config (see the module table)."""
     if gpus is None and "auto" in (prefill_device, decode_device, transfer):
-        gpus = visible_gpu_count()
+        gpus = devices.visible_gpu_count()
     if transfer == "auto":
         if gpus and gpus >= 2:
             transfer = "connector" if engine == "vllm" else "device_copy"

@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from context_research.serving.backends.base import GenerationRequest, GenerationResult
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.prompting import encode_prompt
 
 DEV_SHM = Path("/dev/shm")

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from context_research.benchmarks.capability.pg19 import PG19Task, sliding_windows
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.schedulers.aggregated import AggregatedScheduler
 from tests.benchmarks.capability.conftest import tiny_model
 from tests.conftest import compose_config

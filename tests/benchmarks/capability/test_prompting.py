@@ -2,7 +2,7 @@
 thinking off where the tokenizer has one, the raw text with special tokens otherwise."""
 
 from context_research.benchmarks.capability.prompting import PromptEncoder
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 from context_research.serving.backends.hf import HFBackend
 from context_research.serving.model_source import load_tokenizer
 from tests.benchmarks.capability.conftest import tiny_model

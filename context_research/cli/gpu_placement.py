@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from context_research import devices
+
 LOCK_DIR = Path(tempfile.gettempdir()) / "context-research-gpu-slots"
 # launcher class (as named in hydra.launcher._target_) -> what a job does when every GPU is taken
 SIDE_BY_SIDE_LAUNCHERS = {"JoblibLauncher": "fail", "submitit_launcher.LocalLauncher": "wait"}
@@ -36,26 +38,6 @@ class _Claim:
 
     device: str | None = None
     fd: int | None = None
-
-
-def host_gpu_count() -> int:
-    """GPUs on this host according to NVML (which ignores CUDA_VISIBLE_DEVICES); 0 without NVML."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return int(pynvml.nvmlDeviceGetCount())
-    except Exception:  # no NVML library, no driver: a CPU host
-        return 0
-
-
-def visible_devices(environ: Mapping[str, str] = os.environ, gpus_on_host: int | None = None) -> list[str]:
-    """The GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set (set but
-    empty: none), else every GPU on the host."""
-    listed = environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [item.strip() for item in listed.split(",") if item.strip()]
-    return [str(index) for index in range(host_gpu_count() if gpus_on_host is None else gpus_on_host)]
 
 
 def launcher_policy(launcher_target: str) -> str | None:
@@ -112,15 +94,15 @@ def place_job(launcher_target: str, serving: Mapping[str, Any]) -> str | None:
         return None
     if _Claim.device is not None:
         return _Claim.device
-    gpus_on_host = host_gpu_count()
-    if not job_uses_gpu(serving, gpus_on_host):
+    host = devices.host_gpus()
+    if not job_uses_gpu(serving, len(host)):
         return None
-    devices = visible_devices(gpus_on_host=gpus_on_host)
-    if not devices:
+    visible = devices.visible_entries(host=host)
+    if not visible:
         raise NoFreeGPU("this job needs a GPU but CUDA_VISIBLE_DEVICES hides them all (submitit_local "
                         "does unless hydra.launcher.gpus_per_node is set: set it to the GPUs of this host; "
                         "for a CPU run set serving.device=cpu)")
-    device = claim(devices, wait=policy == "wait")
+    device = claim(visible, wait=policy == "wait")
     if "CUDA_VISIBLE_DEVICES" not in os.environ:  # `device` is an NVML index: PCI bus order
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ["CUDA_VISIBLE_DEVICES"] = device
@@ -132,10 +114,10 @@ def joblib_capacity_problem(n_jobs: int, sweep_jobs: int | None, serving: Mappin
     than visible GPUs. `n_jobs` is joblib's (-1: one worker per CPU core)."""
     from joblib import effective_n_jobs
 
-    gpus_on_host = host_gpu_count()
-    if not job_uses_gpu(serving, gpus_on_host):
+    host = devices.host_gpus()
+    if not job_uses_gpu(serving, len(host)):
         return None
-    gpus = len(visible_devices(gpus_on_host=gpus_on_host))
+    gpus = len(devices.visible_entries(host=host))
     workers = effective_n_jobs(n_jobs)
     if sweep_jobs is not None:
         workers = min(workers, sweep_jobs)

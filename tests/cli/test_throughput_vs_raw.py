@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 from tests.serving.test_vllm_gpu import TINY_VLLM
 
-from context_research.benchmarks.throughput_vs_raw import compare
+from context_research.cli.throughput_vs_raw import compare
 
 
 def test_compare_alternates_resets_and_takes_medians() -> None:
@@ -36,7 +36,7 @@ def test_compare_alternates_resets_and_takes_medians() -> None:
 def test_throughput_vs_raw_on_vllm(tmp_path, model_cache) -> None:
     output = tmp_path / "throughput_vs_raw.json"
     process = subprocess.run(
-        [sys.executable, "-m", "context_research.benchmarks.throughput_vs_raw", *TINY_VLLM,
+        [sys.executable, "-m", "context_research.cli.throughput_vs_raw", *TINY_VLLM,
          f"paths.cache_dir={model_cache}", "--output", str(output), "--num-requests", "32",
          "--prompt-len", "64", "--output-len", "16", "--repeats", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -50,7 +50,7 @@ def test_throughput_vs_raw_on_vllm(tmp_path, model_cache) -> None:
 
 
 def test_batch_requests_come_from_the_typed_model_config() -> None:
-    from context_research.benchmarks.throughput_vs_raw import batch_requests
+    from context_research.cli.throughput_vs_raw import batch_requests
     from context_research.config import validate
     from tests.conftest import compose_config
 

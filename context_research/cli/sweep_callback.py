@@ -1,4 +1,4 @@
-"""Hydra callback: a single run is validated before it starts, every sweep point before the
+"""The sweep callback (Hydra): a single run is validated before it starts, every sweep point before the
 first job of a sweep starts, and a multirun ends with a table of its jobs and a non-zero exit if any failed.
 
 The multirun hooks run in the launching process; the jobs may run elsewhere (joblib workers,
@@ -12,14 +12,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from context_research.cli_errors import exit_with_errors
+from context_research.cli.errors import exit_with_errors, one_line
 from context_research.config.errors import ConfigError
-from context_research.config.validation import validate, validate_all
+from context_research.config.validation import validate
 from context_research.records.run_record import record_dirs
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,27 @@ def sweep_job_overrides(config: DictConfig) -> list[tuple[str, list[str]]] | Non
     return [(" ".join(o for o in job if o.split("=", 1)[0] in swept), job) for job in jobs]
 
 
+def validate_all(configs: Iterable[tuple[str, Callable[[], DictConfig]]]) -> list[str]:
+    """Validate several jobs; return one line per bad job (`label: error`)."""
+    problems = []
+    for label, compose in configs:
+        try:
+            validate(compose())
+        except Exception as error:  # a ConfigError, or a composition error from Hydra for this point
+            problems.append(f"{one_line(error)} (sweep point: {label})" if label else one_line(error))
+    return problems
+
+
 def prepare_joblib(config: DictConfig, sweep_jobs: int | None) -> None:
-    """A joblib sweep of GPU jobs needs a GPU per worker (launching/gpu_placement.py), and a stop
-    signal must reach the workers before joblib kills them (launching/interruption.py)."""
+    """A joblib sweep of GPU jobs needs a GPU per worker (cli/gpu_placement.py), and a stop
+    signal must reach the workers before joblib kills them (cli/interruption.py)."""
     launcher = config.hydra.launcher
     if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
         return
     from omegaconf import OmegaConf
 
-    from context_research.launching.gpu_placement import joblib_capacity_problem
-    from context_research.launching.interruption import pass_stop_signals_to_workers
+    from context_research.cli.gpu_placement import joblib_capacity_problem
+    from context_research.cli.interruption import pass_stop_signals_to_workers
 
     problem = joblib_capacity_problem(launcher.n_jobs, sweep_jobs, OmegaConf.to_container(config.serving))
     if problem:
@@ -65,7 +76,7 @@ class _LaunchedSweep:
     dir: Path | None = None
 
 
-class RunRecordCallback(Callback):
+class SweepCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns a callback's exceptions into warnings: a bad run exits here instead
         try:

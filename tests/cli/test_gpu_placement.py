@@ -11,7 +11,8 @@ import textwrap
 import pytest
 
 from tests.conftest import REPO
-from context_research.launching import gpu_placement as placement
+from context_research import devices
+from context_research.cli import gpu_placement as placement
 
 
 @pytest.mark.parametrize("target, policy", [
@@ -36,13 +37,13 @@ def test_job_uses_gpu(serving, gpus_on_host, expected):
     assert placement.job_uses_gpu(serving, gpus_on_host) is expected
 
 
-def test_visible_devices_follow_cuda_visible_devices():
-    assert placement.visible_devices({"CUDA_VISIBLE_DEVICES": "2, 3"}, gpus_on_host=8) == ["2", "3"]
-    assert placement.visible_devices({"CUDA_VISIBLE_DEVICES": ""}, gpus_on_host=8) == []  # submitit_local default
-    assert placement.visible_devices({}, gpus_on_host=3) == ["0", "1", "2"]
+def eight_gpu_host(monkeypatch):
+    """NVML's answer on an 8-GPU host (this CPU machine has none)."""
+    monkeypatch.setattr(devices, "host_gpus", lambda: [f"GPU-{index}" for index in range(8)])
 
 
 def test_joblib_capacity_counts_workers_against_visible_gpus(monkeypatch):
+    eight_gpu_host(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpu_job = {"engine": "hf", "device": "cuda"}
     assert placement.joblib_capacity_problem(2, 6, gpu_job) is None
@@ -55,7 +56,7 @@ def test_joblib_capacity_counts_workers_against_visible_gpus(monkeypatch):
 CLAIM = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from context_research.launching.gpu_placement import NoFreeGPU, claim
+    from context_research.cli.gpu_placement import NoFreeGPU, claim
     try:
         print(claim(sys.argv[2].split(","), Path(sys.argv[1])), flush=True)
     except NoFreeGPU as error:
@@ -90,7 +91,9 @@ def test_each_process_claims_a_gpu_of_its_own_until_it_exits(tmp_path):
 PLACE = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from context_research.launching import gpu_placement
+    from context_research import devices
+    from context_research.cli import gpu_placement
+    devices.host_gpus = lambda: [f"GPU-{index}" for index in range(8)]  # an 8-GPU host's NVML
     gpu_placement.LOCK_DIR = Path(sys.argv[1])
     joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
     first = gpu_placement.place_job(joblib, {"engine": "hf", "device": "cuda"})

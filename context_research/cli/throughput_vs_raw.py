@@ -1,6 +1,6 @@
 """What the harness costs on vLLM: one offline batch through the harness and through plain vLLM.
 
-    python -m context_research.benchmarks.throughput_vs_raw model=qwen3_8b model.load_format=dummy \\
+    python -m context_research.cli.throughput_vs_raw model=qwen3_8b model.load_format=dummy \\
         serving=vllm --output results/h200/e2/throughput_vs_raw.json
 
 The engine is built the way `launch.py` builds it (same config groups, validation and engine
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from context_research.serving.backends.base import GenerationRequest
+from context_research.requests import GenerationRequest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIN_RATIO = 0.97
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-len", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args, overrides = parser.parse_known_args(argv)
-    from context_research.cli_errors import exit_on_user_error
+    from context_research.cli.errors import exit_on_user_error
 
     with exit_on_user_error():
         payload = run(overrides, args.output, args.num_requests, args.prompt_len, args.output_len, args.repeats)

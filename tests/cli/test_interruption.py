@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from context_research.launching.interruption import Interrupted, describe_stop, stop_deferred, stop_signals_raise
+from context_research.cli.interruption import Interrupted, describe_stop, stop_deferred, stop_signals_raise
 
 
 def wait_for_signal() -> None:
