@@ -1,130 +1,137 @@
-"""The Hydra task: validate -> record -> instantiate -> run -> record.
+"""The Hydra task: validate -> record -> build -> run -> record.
 
-`launch.py` hands each job's composed config to `run_job`. Everything is built from `_target_`
-with `hydra.utils.instantiate`; engines come from the engine cache so the jobs of one multirun
-process share them. A failing job is recorded as failed and, in a sweep, the next job runs with a
-fresh engine. SIGINT/SIGTERM record the job in progress as interrupted and stop the sweep;
-`resume=true` skips the jobs already completed under the same config (records/resume.py).
+`launch.py` hands each job's composed config to `run_job`. `validate` turns it into the typed
+config of every group; each component (scheduler, engines, benchmark, collectors) is built from its
+typed config by the class its `_target_` names, and called only through its contract
+(serving/backends/base.py, serving/schedulers/base.py, benchmarks/base.py, profiling/base.py).
+Engines come from the engine cache, so the jobs of one multirun process share them. A failing job
+is recorded as failed and, in a sweep, the next job runs with a fresh engine. SIGINT/SIGTERM record
+the job in progress as interrupted and stop the sweep; `resume=true` skips the jobs already
+completed under the same config (records/resume.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
-from context_research.config import validate
 from context_research.cli.errors import JobFailed
 from context_research.cli.gpu_placement import place_job
 from context_research.cli.interruption import describe_stop, stop_deferred, stop_signals_raise
+from context_research.config import validate
+from context_research.metrics import engine_steps
+from context_research.metrics.schema import LatencySection, RooflineSection, RunSection, Summary
+from context_research.profiling.base import MetricCollector
 from context_research.records import resume
 from context_research.records.environment import recorded_environment
 from context_research.records.run_record import REQUESTS_PARTIAL, RunRecord
 from context_research.serving import engine_cache
+from context_research.serving.backends.base import ServingBackend
+from context_research.serving.schedulers.base import Scheduler
 from context_research.workloads.synthetic import workload_hash
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def pool_serving(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
-    """A pool's serving config: the job's, with the scheduler's overrides for that pool (which may
-    add engine arguments, e.g. extra_engine_args.kv_transfer_config)."""
-    with open_dict(cfg):
-        return OmegaConf.merge(cfg.serving, overrides)
+def build(config: Any, **context: Any) -> Any:
+    """A component from its typed config: the class `config._target_` names, given the config."""
+    return get_class(config._target_)(config, **context)
 
 
-def build_engines(cfg: DictConfig, scheduler: Any) -> tuple[dict[str, Any], float]:
-    """Start (or reuse) one engine per scheduler pool; return them and the seconds spent starting."""
-    wanted = {}
+def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """A typed config with some fields replaced (dicts merged), checked again by its schema."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config), overrides))
+
+
+def build_engines(typed: dict[str, Any], scheduler: Scheduler) -> tuple[dict[str, ServingBackend], float]:
+    """Start (or reuse) one engine per scheduler pool: the job's serving config with the scheduler's
+    overrides for that pool (its device, KV connector role, ...). Returns them and the seconds spent
+    starting new ones."""
+    model, cache_dir = typed["model"], typed["paths"].cache_dir
+    wanted: dict[str, Callable[[], ServingBackend]] = {}
     for pool, overrides in scheduler.pools().items():
-        serving = pool_serving(cfg, overrides)
-        key = engine_cache.engine_key(OmegaConf.to_container(serving, resolve=True),
-                                      OmegaConf.to_container(cfg.model, resolve=True), pool)
-
-        def build(serving=serving):
-            return instantiate(serving, model=cfg.model, cache_dir=cfg.paths.cache_dir, _convert_="object")
-
-        wanted[key] = build
+        serving = with_overrides(typed["serving"], overrides)
+        key = engine_cache.engine_key(dataclasses.asdict(serving), dataclasses.asdict(model), pool)
+        wanted[key] = lambda serving=serving: build(serving, model=model, cache_dir=cache_dir)
     engines, start_s = engine_cache.acquire(wanted)
     return dict(zip(scheduler.pools(), engines.values())), start_s
 
 
-def engine_step_summary(record: RunRecord, engines: dict[str, Any], steps_before: dict[str, int]) -> dict[str, Any]:
-    """Per-step engine samples taken during this job (vLLM's stat logger), written to
-    timeseries/engine.parquet; summarised as peak KV usage, peak queue and preemptions."""
-    frames = [pd.DataFrame(e.step_log()[steps_before[pool]:]).assign(pool=pool)
-              for pool, e in engines.items() if pool in steps_before]
-    frames = [f for f in frames if len(f)]
+def request_table(collectors: dict[str, MetricCollector], scheduler: Scheduler) -> pd.DataFrame:
+    """requests.parquet: the per-request rows a collector keeps, with each request's route from the
+    scheduler's route log."""
+    frames = [frame for frame in (c.requests() for c in collectors.values()) if frame is not None and len(frame)]
     if not frames:
-        return {}
-    steps = pd.concat(frames, ignore_index=True)
-    record.write_timeseries("engine", steps)
-    figures: dict[str, Any] = {"engine_steps": int(len(steps))}
-    for column, key in (("kv_cache_usage", "kv_cache_usage_peak"), ("num_running", "num_running_peak"),
-                        ("num_waiting", "num_waiting_peak")):
-        if column in steps:
-            figures[key] = float(steps[column].max())
-    if "num_preempted" in steps:
-        figures["num_preemptions"] = int(steps["num_preempted"].sum())
-    return figures
+        return pd.DataFrame()
+    (rows,) = frames  # one collector keeps the rows (the latency collector)
+    routes = scheduler.route_table()
+    if not len(routes):
+        return rows
+    return rows.merge(routes, on="request_id", how="left")
 
 
-def print_summary(name: str, summary: dict[str, Any]) -> None:
+def engine_step_frame(engines: dict[str, ServingBackend], steps_before: dict[str, int]) -> pd.DataFrame:
+    """The engines' step samples taken during this job, one frame with each sample's pool."""
+    frames = [pd.DataFrame(engine.step_log()[steps_before[pool]:]).assign(pool=pool) for pool, engine in engines.items()]
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def print_summary(name: str, summary: Summary) -> None:
     """The short table printed at the end of each job."""
+    latency = summary.get(LatencySection)
     rows = []
     for metric in ("ttft", "tpot", "itl", "e2e", "queue_wait"):
-        if f"{metric}_p50_ms" in summary:
-            rows.append({"metric": f"{metric} (ms)", **{s: summary.get(f"{metric}_{s}_ms")
-                                                        for s in ("mean", "p50", "p90", "p95", "p99")}})
+        distribution = latency.distributions.get(metric) if latency else None
+        if distribution is not None:
+            rows.append({"metric": f"{metric} (ms)", "mean": distribution.mean, **distribution.percentiles})
     table = pd.DataFrame(rows).set_index("metric").round(3).to_string() if rows else "(no latency figures)"
-    extra = {k: summary[k] for k in ("n_requests", "n_errors", "req_s", "out_tok_s", "passed") if k in summary}
+    columns = summary.columns()
+    extra = {k: columns[k] for k in ("n_requests", "n_errors", "req_s", "out_tok_s", "passed") if k in columns}
     print(f"\n[{name}] {extra}\n{table}\n", flush=True)
 
 
-def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
-    """Build everything from the config, run the benchmark, write requests, timeseries and summary."""
-    scheduler = instantiate(cfg.scheduler)
-    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
-    collectors = {name: instantiate(node) for name, node in cfg.collectors.items()}
+def measure(cfg: DictConfig, typed: dict[str, Any], record: RunRecord) -> Summary:
+    """Build everything from the typed config, run the benchmark, write requests, timeseries and summary."""
+    scheduler: Scheduler = build(typed["scheduler"])
+    benchmark = build(typed["benchmark"], model=typed["model"])
+    collectors: dict[str, MetricCollector] = {name: build(config) for name, config in typed["collectors"].items()}
     samples = benchmark.load("test")
-    if hasattr(samples, "requests"):
-        record.update(workload_hash=workload_hash(samples.requests))
+    record.update(workload_hash=workload_hash(samples.requests))
 
-    engines, engine_start_s = build_engines(cfg, scheduler)
+    engines, engine_start_s = build_engines(typed, scheduler)
     scheduler.bind(engines)
     for engine in engines.values():
-        if hasattr(engine, "reset_prefix_cache"):
-            engine.reset_prefix_cache()
+        engine.reset_prefix_cache()
     record.update(engine_key=",".join(e.engine_key for e in engines.values()),
                   engines={pool: e.describe() for pool, e in engines.items()})
 
-    steps_before = {pool: len(e.step_log()) for pool, e in engines.items() if hasattr(e, "step_log")}
+    steps_before = {pool: len(e.step_log()) for pool, e in engines.items()}
     origin = time.perf_counter()
     for collector in collectors.values():
-        if hasattr(collector, "set_origin"):
-            collector.set_origin(origin)
-        if hasattr(collector, "bind_engines"):
-            collector.bind_engines(engines)
+        collector.set_origin(origin)
+        collector.bind_engines(engines)
         collector.start()
 
     def observe(result, phase: str) -> None:
         for collector in collectors.values():
-            if hasattr(collector, "observe"):
-                collector.observe(result, phase)
+            collector.observe(result, phase)
 
     try:
         outcome = benchmark.evaluate(scheduler, samples, observe)
     except BaseException:  # keep the requests finished so far, as partial
-        requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
+        requests = request_table(collectors, scheduler)
         if len(requests):
             with stop_deferred():
                 record.write_requests(requests, REQUESTS_PARTIAL)
@@ -132,60 +139,62 @@ def measure(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     finally:
         for collector in collectors.values():
             collector.stop()
-        if hasattr(scheduler, "close"):  # a broker's workers; the engines stay cached
-            scheduler.close()
+        scheduler.close()  # a broker's workers; the engines stay cached
     measure_s = time.perf_counter() - origin
 
-    requests = collectors["latency"].frame() if "latency" in collectors else pd.DataFrame()
+    requests = request_table(collectors, scheduler)
     if len(requests):
         record.write_requests(requests)
-    summary: dict[str, Any] = {"name": cfg.name, "benchmark": benchmark.name, "scheduler": scheduler.name,
-                               "engine": cfg.serving.engine, "model": cfg.model.name,
-                               "engine_start_s": engine_start_s, "measure_s": measure_s}
+    summary = Summary().add(RunSection(name=cfg.name, benchmark=benchmark.name, scheduler=scheduler.name,
+                                       engine=typed["serving"].engine, model=typed["model"].name,
+                                       engine_start_s=engine_start_s, measure_s=measure_s))
     for name, collector in collectors.items():
-        summary.update(collector.snapshot())
-        frame = collector.timeseries() if hasattr(collector, "timeseries") else None
+        summary.add(*collector.snapshot())
+        frame = collector.timeseries()
         if frame is not None:
             record.write_timeseries(name, frame)
-    summary.update({k: v for k, v in outcome.items() if k != "checks"})
-    for metric in ("ttft", "tpot"):
-        if summary.get(f"{metric}_floor_ms") and f"{metric}_p50_ms" in summary:
-            summary[f"{metric}_over_floor"] = summary[f"{metric}_p50_ms"] / summary[f"{metric}_floor_ms"]
-    summary.update(engine_step_summary(record, engines, steps_before))
+    summary.add(*outcome.sections)
+    steps = engine_step_frame(engines, steps_before)
+    if len(steps):
+        record.write_timeseries("engine", steps)
+        summary.add(engine_steps.summarize(steps))
+    roofline = summary.get(RooflineSection)
+    if roofline is not None:
+        summary.add(roofline.with_ratios(summary.get(LatencySection)))
     for collector in collectors.values():  # figures that combine other collectors' (memory: NVML)
-        if hasattr(collector, "derive"):
-            summary.update(collector.derive(summary))
-    checks = outcome.get("checks", {})
-    summary["checks"] = checks
-    summary["passed"] = bool(summary.get("n_errors", 0) == 0 and all(checks.values()))
-    record.write_summary(summary)
+        summary.add(*collector.derive(summary))
+    latency = summary.get(LatencySection)
+    errors = latency.n_errors if latency is not None and latency.n_errors is not None else 0
+    summary.run.checks = dict(outcome.checks)
+    summary.run.passed = bool(errors == 0 and all(outcome.checks.values()))
+    record.write_summary(summary.to_json())
     return summary
 
 
 @stop_signals_raise()
-def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """One Hydra job: returns its summary; a failure is recorded (and raised outside sweeps).
+def run_job(cfg: DictConfig) -> None:
+    """One Hydra job; a failure is recorded (and raised outside sweeps).
 
     With resume=true a job whose directory holds a completed record of the same config is
     skipped; otherwise an earlier attempt there is kept under attempts/. A stop signal records
     the job as interrupted, frees its engine and propagates, so the sweep stops.
     """
-    validate(cfg)  # ConfigError before anything is built or recorded
+    typed = validate(cfg)  # ConfigError before anything is built or recorded
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     earlier = resume.earlier_manifest(job_dir)
     if cfg.resume and resume.is_done(earlier, cfg):
         print(f"[{cfg.name}] skipped (resume): {job_dir.name} completed by {earlier['run_id']}", flush=True)
-        return resume.stored_summary(job_dir)
+        return
     if earlier:
         with stop_deferred():
             resume.archive_attempt(job_dir, earlier)
     record = RunRecord.create(job_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
     try:
-        gpu = place_job(hydra_cfg.launcher._target_, OmegaConf.to_container(cfg.serving, resolve=True))
+        gpu = place_job(hydra_cfg.launcher._target_, dataclasses.asdict(typed["serving"]))
         if gpu is not None:
             record.update(placed_gpu=gpu, environment=recorded_environment())
-        summary = measure(cfg, record)
+        summary = measure(cfg, typed, record)
     except (KeyboardInterrupt, SystemExit) as stop:
         with stop_deferred():  # a second signal waits until the record is written and the engine freed
             record.set_aside_partial()
@@ -203,7 +212,6 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         engine_cache.release_all()  # the next job gets a fresh engine
         if hydra_cfg.mode == RunMode.RUN:
             raise JobFailed(f"{message} (record: {record.job_dir})") from error
-        return {"status": "failed", "error": message}
+        return
     record.finish("completed")
     print_summary(cfg.name, summary)
-    return summary

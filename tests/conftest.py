@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import context_research.config  # noqa: F401  (registers the schemas)
+from context_research.config import ConfigError, validate
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 
 def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
@@ -31,6 +34,55 @@ def launch(args: list[str], timeout: float = 600, env: dict | None = None) -> su
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def validate_on_this_host(cfg: DictConfig) -> dict | None:
+    """`validate(cfg)`. Where vLLM is not installed a vLLM config must fail for that alone (the
+    engine check is the last rule, so every other rule passed): then None."""
+    try:
+        return validate(cfg)
+    except ConfigError as error:
+        if HAS_VLLM or (error.key, error.value) != ("serving", "vllm"):
+            raise
+        assert "pip install -e '.[vllm]'" in str(error)
+        return None
+
+
+def typed(overrides: list[str], group: str):
+    """One group's typed config (its schema's dataclass, or a dict of them for `collectors`), as
+    `validate` builds it for the components, without the cross-field rules."""
+    return OmegaConf.to_object(compose_config(overrides)[group])
+
+
+def hf_engine(cache_dir, overrides: list[str] = ()):
+    """An unstarted transformers engine on the CPU from the composed config (tiny_qwen3 by default)."""
+    from context_research.serving.backends.hf import HFBackend
+
+    overrides = ["serving.device=cpu", *overrides]
+    return HFBackend(typed(overrides, "serving"), typed(overrides, "model"), str(cache_dir))
+
+
+def aggregated(engine):
+    """The aggregated scheduler bound to `engine`, as a job builds it."""
+    from context_research.serving.schedulers.aggregated import AggregatedScheduler
+
+    scheduler = AggregatedScheduler(typed([], "scheduler"))
+    scheduler.bind({"aggregated": engine})
+    return scheduler
+
+
+def snapshot_figures(collector) -> dict:
+    """A collector's summary sections as the flat metric names the report reads."""
+    from context_research.metrics.schema import Summary
+
+    return Summary().add(*collector.snapshot()).columns()
+
+
+def outcome_figures(outcome) -> dict:
+    """A benchmark outcome's sections as the flat metric names the report reads, with its checks."""
+    from context_research.metrics.schema import Summary
+
+    return {**Summary().add(*outcome.sections).columns(), "checks": dict(outcome.checks)}
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +102,13 @@ def run_launch(tmp_path, model_cache):
                           f"paths.cache_dir={model_cache}"], timeout=timeout, env=env)
         return process, tmp_path
     return run
+
+
+def read_summary(job_dir: Path | str) -> dict:
+    """A job's summary.json as the report reads it: one flat dict of metric names (metrics/schema.py)."""
+    from context_research.metrics.schema import Summary
+
+    return Summary.from_json(json.loads((Path(job_dir) / "summary.json").read_text())).columns()
 
 
 def manifests(root: Path) -> list[dict]:

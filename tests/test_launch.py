@@ -3,13 +3,12 @@ completing one, and reproducibility of token ids across runs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import launch, manifests
+from tests.conftest import launch, manifests, read_summary
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def test_e0_leaves_a_completed_run_record(e0_run):
     assert manifest["versions"]["torch"] and manifest["host"]["cpu_count"] >= 1
     assert manifest["gpu"]["available"] in (True, False)
     assert (job / ".hydra" / "config.yaml").exists()
-    summary = json.loads((job / "summary.json").read_text())
+    summary = read_summary(job)
     assert summary["passed"] is True
     assert summary["checks"] == {"full_outputs": True, "reproducible": True}
     requests = pd.read_parquet(job / "requests.parquet")
@@ -47,7 +46,7 @@ def test_e0_leaves_a_completed_run_record(e0_run):
 def test_e0_records_memory_exactly_where_measurable_and_null_elsewhere(e0_run):
     _, root = e0_run
     [manifest] = manifests(root)
-    summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+    summary = read_summary(Path(manifest["_dir"]))
     # tiny_qwen3 on CPU in float32: 2 x 4 layers x 2 KV heads x 32 x 4 bytes per token
     assert summary["kv_bytes_per_token_measured"] == 2048
     assert summary["kv_cache_gb"] * 1e9 == pytest.approx((64 + 16 - 1) * 2048)  # prompt + output - 1
@@ -66,7 +65,7 @@ def test_two_job_multirun_reuses_one_engine(run_launch):
     assert [m["status"] for m in records] == ["completed", "completed"]
     assert all(len(Path(m["_dir"]).name) <= 200 for m in records)  # job folders named within the limit
     assert (root / "sweep" / "multirun.yaml").exists()
-    summaries = [json.loads((Path(m["_dir"]) / "summary.json").read_text()) for m in records]
+    summaries = [read_summary(Path(m["_dir"])) for m in records]
     assert summaries[0]["engine_start_s"] > 0 and summaries[1]["engine_start_s"] == 0  # one start
     assert records[0]["engine_key"] == records[1]["engine_key"]
     prompt_lens = [pd.read_parquet(Path(m["_dir"]) / "requests.parquet")["prompt_tokens"].iloc[-1]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import REPO, manifests
+from tests.conftest import REPO, manifests, read_summary
 
 # one thread per job process: the timing of the interrupted job stays steady on a busy machine
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -131,7 +131,7 @@ def assert_four_valid_records(process, root: Path) -> None:
         f"prompt_len={n}" for n in (16, 17, 18, 19)]
     for manifest in records:
         job_dir = Path(manifest["_dir"])
-        assert json.loads((job_dir / "summary.json").read_text())["passed"] is True
+        assert read_summary(job_dir)["passed"] is True
         assert len(pd.read_parquet(job_dir / "requests.parquet")) == 2  # warm-up + 1 measured
     assert "sweep " in process.stdout and ": 4 jobs" in process.stdout  # the end callback, in the parent
 

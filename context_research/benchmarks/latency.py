@@ -8,7 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from context_research.benchmarks.base import Observer
+from context_research.benchmarks.base import BenchmarkOutcome, BenchmarkTask, Observer
+from context_research.metrics.schema import RooflineSection
 from context_research.profiling.roofline import floors
 from context_research.requests import GenerationRequest
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range
@@ -24,16 +25,16 @@ class LatencyWorkload:
         return self.warmup + self.measured
 
 
-class LatencyBenchmark:
-    def __init__(self, model: Any, workload: Any, warmup: int = 1, repeats: int = 1,
-                 check_reproducibility: bool = True, hardware: Any = None, name: str = "latency") -> None:
-        self.name = name
-        self.model = model
-        self.workload = workload
-        self.warmup = warmup
-        self.repeats = repeats
-        self.check_reproducibility = check_reproducibility
-        self.hardware = hardware
+class LatencyBenchmark(BenchmarkTask):
+    """Benchmark `latency` (config: LatencyBenchmarkConfig)."""
+
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.workload = config.workload
+        self.warmup = config.warmup
+        self.repeats = config.repeats
+        self.check_reproducibility = config.check_reproducibility
+        self.hardware = config.hardware
 
     def load(self, split: str = "test") -> LatencyWorkload:
         w = self.workload
@@ -43,14 +44,14 @@ class LatencyBenchmark:
 
         def request(request_id: str, ids: list[int]) -> GenerationRequest:
             return GenerationRequest(request_id=request_id, prompt_token_ids=ids, max_new_tokens=w.output_len,
-                                     seed=w.seed, metadata={"ignore_eos": True})
+                                     seed=w.seed, ignore_eos=True)
 
         warmup = [request(f"warmup-{i}", prompts[i]) for i in range(self.warmup)]
         measured = [request(f"r{i // w.num_prompts}-p{i % w.num_prompts}", prompts[self.warmup + i])
                     for i in range(measured_count)]
         return LatencyWorkload(warmup=warmup, measured=measured)
 
-    def evaluate(self, backend: Any, samples: LatencyWorkload, observe: Observer) -> dict[str, Any]:
+    def evaluate(self, backend: Any, samples: LatencyWorkload, observe: Observer) -> BenchmarkOutcome:
         for request in samples.warmup:
             observe(backend.generate(request), "warmup")
         first_tokens = None
@@ -66,10 +67,10 @@ class LatencyBenchmark:
         if self.check_reproducibility and samples.measured:
             again = backend.generate(samples.measured[0])
             checks["reproducible"] = again.output_token_ids == first_tokens
-        outcome: dict[str, Any] = {"checks": checks}
+        outcome = BenchmarkOutcome(checks=checks)
         if self.hardware is not None:
-            outcome.update(floors(self.model.config_json, self.model.dtype, self.workload.prompt_len,
-                                  self.workload.output_len, self.hardware.hbm_bytes_per_s,
-                                  self.hardware.matmul_flops_per_s))
-            outcome["roofline_hardware"] = self.hardware.name
+            outcome.sections.append(RooflineSection(
+                roofline_hardware=self.hardware.name,
+                **floors(self.model.config_json, self.model.dtype, self.workload.prompt_len, self.workload.output_len,
+                         self.hardware.hbm_bytes_per_s, self.hardware.matmul_flops_per_s)))
         return outcome

@@ -12,16 +12,16 @@ but stay out of the figures.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from context_research.benchmarks.base import Observer
-from context_research.profiling.goodput import load_summary
-from context_research.profiling.latency import request_row
-from context_research.profiling.phases import COOLDOWN, MEASURE, WARMUP
+from context_research.benchmarks.base import BenchmarkOutcome, BenchmarkTask, Observer
+from context_research.metrics.latency import request_row
+from context_research.metrics.load import load_figures
+from context_research.metrics.phases import COOLDOWN, MEASURE, WARMUP
+from context_research.metrics.schema import LoadSection
 from context_research.requests import GenerationRequest
 from context_research.workloads.arrivals import build_process
 from context_research.workloads.synthetic import synthetic_requests, token_id_range
@@ -42,38 +42,29 @@ def phases(count: int, warmup: int, cooldown: int) -> list[str]:
     return [WARMUP] * warmup + [MEASURE] * (count - warmup - cooldown) + [COOLDOWN] * cooldown
 
 
-def kv_capacity_tokens(scheduler: Any) -> float:
-    """KV cache capacity in tokens summed over the scheduler's engines; NaN unless every engine
-    reports one (`describe()['kv_capacity_tokens']`)."""
-    engines = list(getattr(scheduler, "engines", {}).values())
-    capacities = [engine.describe().get("kv_capacity_tokens") for engine in engines]
-    if not capacities or any(c is None for c in capacities):
-        return math.nan
-    return float(sum(capacities))
+class ThroughputBenchmark(BenchmarkTask):
+    """Benchmark `throughput` (config: ThroughputBenchmarkConfig)."""
 
-
-class ThroughputBenchmark:
-    def __init__(self, model: Any, workload: Any, arrival: Any, slo: Any, name: str = "throughput") -> None:
-        self.name = name
-        self.model = model
-        self.workload = workload
-        self.arrival = arrival
-        self.slo = slo
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.workload = config.workload
+        self.arrival = config.arrival
+        self.slo = config.slo
 
     def load(self, split: str = "test") -> LoadWorkload:
         return LoadWorkload(synthetic_requests(self.workload, token_id_range(self.model.config_json)))
 
-    def settings(self) -> dict[str, Any]:
-        """The load this run applied, for the summary (the axes of E2 and of rate sweeps)."""
+    def applied_load(self, sent: int) -> LoadSection:
+        """The load this run applied (the axes of E2 and of rate sweeps)."""
         process = self.arrival.process
-        return {"arrival_process": process,
-                "concurrency": self.arrival.concurrency if process == "closed" else None,
-                "request_rate": self.arrival.rate if process in ("poisson", "gamma") else None,
-                "burstiness": self.arrival.burstiness if process == "gamma" else None,
-                "prompt_len": self.workload.prompt_len.mean, "output_len": self.workload.output_len.mean,
-                "shared_prefix_len": self.workload.shared_prefix_len}
+        return LoadSection(arrival_process=process,
+                           concurrency=self.arrival.concurrency if process == "closed" else None,
+                           request_rate=self.arrival.rate if process in ("poisson", "gamma") else None,
+                           burstiness=self.arrival.burstiness if process == "gamma" else None,
+                           prompt_len=self.workload.prompt_len.mean, output_len=self.workload.output_len.mean,
+                           shared_prefix_len=self.workload.shared_prefix_len, n_sent=sent)
 
-    def evaluate(self, backend: Any, samples: LoadWorkload, observe: Observer) -> dict[str, Any]:
+    def evaluate(self, backend: Any, samples: LoadWorkload, observe: Observer) -> BenchmarkOutcome:
         process = build_process(self.arrival, seed=self.workload.seed)
         log.info("%s: %d requests, %s", self.name, len(samples.requests), process)
         results = process.run(samples.requests, backend, self.arrival.duration_s)
@@ -84,5 +75,5 @@ class ThroughputBenchmark:
         rows = pd.DataFrame([request_row(r, phase, origin) for r, phase in zip(results, labels)])
         budget = {r.request_id: r.max_new_tokens for r in samples.requests}
         short = sum(r.completion_tokens != budget[r.request_id] for r in results if r.error is None)
-        figures = load_summary(rows, self.slo, kv_capacity_tokens(backend))
-        return {**self.settings(), "n_sent": len(results), **figures, "checks": {"full_outputs": short == 0}}
+        load, slo = load_figures(rows, self.slo, backend.kv_capacity_tokens(), self.applied_load(len(results)))
+        return BenchmarkOutcome(checks={"full_outputs": short == 0}, sections=[load, slo])

@@ -34,7 +34,7 @@ def batch_requests(model: Any, count: int, prompt_len: int, output_len: int, see
 
     prompts = synthetic_prompts(count, prompt_len, token_id_range(model.config_json), seed)
     return [GenerationRequest(request_id=f"b{i}", prompt_token_ids=ids, max_new_tokens=output_len, seed=seed,
-                              metadata={"ignore_eos": True}) for i, ids in enumerate(prompts)]
+                              ignore_eos=True) for i, ids in enumerate(prompts)]
 
 
 def raw_generate(backend: Any, requests: list[GenerationRequest]) -> Callable[[], int]:
@@ -92,10 +92,9 @@ def run(overrides: list[str], output: Path, num_requests: int, prompt_len: int, 
         repeats: int) -> dict[str, Any]:
     """Compose the config, start the engine, compare, write `output`; returns what was written."""
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
     import context_research.config  # noqa: F401  (schemas and resolvers)
-    from context_research.app import build_engines
+    from context_research.app import build, build_engines
     from context_research.config import ConfigError, validate
     from context_research.records.atomic import write_json_atomic
     from context_research.records.environment import git_state, gpu_inventory, package_versions
@@ -107,9 +106,10 @@ def run(overrides: list[str], output: Path, num_requests: int, prompt_len: int, 
     if cfg.serving.engine != "vllm":
         raise ConfigError("serving", cfg.serving.engine, "vllm (the raw side is vllm.LLM.generate)")
     cfg.serving.interface = "offline"  # the engine holds the vllm.LLM both sides use
-    model = validate(cfg)["model"]  # the typed ModelConfig (config_json, token range)
-    scheduler = instantiate(cfg.scheduler)
-    engines, start_s = build_engines(cfg, scheduler)
+    typed = validate(cfg)
+    model = typed["model"]
+    scheduler = build(typed["scheduler"])
+    engines, start_s = build_engines(typed, scheduler)
     try:
         scheduler.bind(engines)
         (backend,) = engines.values()

@@ -1,8 +1,10 @@
-"""Collector schemas: what is sampled or accounted while a benchmark runs."""
+"""Collector schemas, one per collector (conf/collectors/<name>.yaml extends `schema/collector_<name>`):
+what is sampled or accounted while a benchmark runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import List
 
 from context_research.config.errors import require
 
@@ -12,7 +14,7 @@ class LatencyCollectorConfig:
     """Per-request timings (TTFT, TPOT, ITL, E2E, queue wait) and their percentiles."""
 
     _target_: str = "context_research.profiling.latency.LatencyCollector"
-    percentiles: list = field(default_factory=lambda: [50, 90, 95, 99])
+    percentiles: List[float] = field(default_factory=lambda: [50, 90, 95, 99])
 
     def __post_init__(self) -> None:
         bad = [p for p in self.percentiles if not 0 < p < 100]
@@ -43,11 +45,3 @@ class KVTransferCollectorConfig:
     """KV bytes moved between pools and the time spent moving and waiting for them."""
 
     _target_: str = "context_research.profiling.kv_transfer.KVTransferCollector"
-
-
-@dataclass
-class CollectorsConfig:
-    latency: LatencyCollectorConfig = field(default_factory=LatencyCollectorConfig)
-    gpu: GpuCollectorConfig = field(default_factory=GpuCollectorConfig)
-    memory: MemoryCollectorConfig = field(default_factory=MemoryCollectorConfig)
-    kv_transfer: KVTransferCollectorConfig = field(default_factory=KVTransferCollectorConfig)

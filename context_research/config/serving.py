@@ -39,7 +39,6 @@ class VLLMServingConfig:
     _target_: str = "context_research.serving.backends.vllm.VLLMBackend"
     engine: str = "vllm"
     interface: str = "async"
-    strict: bool = True
     device: Optional[str] = None  # cuda:N = the engine runs on that GPU alone; null = the first visible GPU
     max_model_len: Optional[int] = None  # null = model.max_model_len
     gpu_memory_utilization: float = 0.9

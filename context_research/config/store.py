@@ -10,7 +10,8 @@ from hydra.core.config_store import ConfigStore
 
 from context_research.config.benchmark import LatencyBenchmarkConfig, ThroughputBenchmarkConfig
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
-from context_research.config.collectors import CollectorsConfig
+from context_research.config.collectors import (GpuCollectorConfig, KVTransferCollectorConfig, LatencyCollectorConfig,
+                                                MemoryCollectorConfig)
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
 from context_research.config.scheduler import AggregatedSchedulerConfig, DisaggregatedSchedulerConfig
@@ -28,7 +29,10 @@ SCHEMAS = {
     "benchmark_longbench": LongBenchConfig,
     "benchmark_ruler": RulerConfig,
     "benchmark_pg19": PG19Config,
-    "collectors": CollectorsConfig,
+    "collector_latency": LatencyCollectorConfig,
+    "collector_gpu": GpuCollectorConfig,
+    "collector_memory": MemoryCollectorConfig,
+    "collector_kv_transfer": KVTransferCollectorConfig,
     "paths": PathsConfig,
 }
 

@@ -5,6 +5,7 @@ allowed, raised before any engine is built."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -68,6 +69,13 @@ def _longest(length: Any) -> int:
     return length if isinstance(length, int) else length.longest
 
 
+def _check_engine_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """An engine whose library is missing stops the job here, never later and never by running another."""
+    if typed["serving"].engine == "vllm":
+        require(importlib.util.find_spec("vllm") is not None, "serving", "vllm",
+                "vLLM is not installed here; on a GPU host: pip install -e '.[vllm]'")
+
+
 def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:
     model = typed["model"]
     if typed["serving"].engine == "vllm" and model.path is None:
@@ -93,17 +101,12 @@ def _check_tokenizer(cfg: DictConfig, typed: dict[str, Any]) -> None:
                 f"a local tokenizer directory (or model.path) for benchmark {typed['benchmark'].name}")
 
 
-def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
-    scheduler = typed["scheduler"]
-    require(hasattr(scheduler, "name"), "scheduler", cfg.scheduler, "a scheduler config with a name")
-
-
 CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
     _check_weights,
     _check_token_budget,
     _check_tokenizer,
-    _check_scheduler_pools,
+    _check_engine_installed,  # last: a config is judged whole before the host is
 ]
 
 

@@ -20,6 +20,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from context_research import devices
+from context_research.metrics.schema import GpuSection, Section
+from context_research.profiling.base import MetricCollector
 
 
 def optional_reading(read: Callable[[], float]) -> float:
@@ -32,23 +34,18 @@ def optional_reading(read: Callable[[], float]) -> float:
         return math.nan
 
 
-class NvmlCollector:
-    """Samples memory used, utilisation, power and SM clock every `interval_s` in a thread."""
+class NvmlCollector(MetricCollector):
+    """Samples memory used, utilisation, power and SM clock every `config.interval_s` in a thread."""
 
-    name = "gpu"
-
-    def __init__(self, interval_s: float = 0.05) -> None:
-        self.interval_s = interval_s
-        self.origin = time.perf_counter()
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.interval_s = config.interval_s
         self.samples: list[dict[str, Any]] = []
         self.unavailable: str | None = None
         self.sampling_error: str | None = None
         self._handles: list[tuple[int, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def set_origin(self, origin: float) -> None:
-        self.origin = origin
 
     def start(self) -> None:
         try:
@@ -120,24 +117,22 @@ class NvmlCollector:
     def timeseries(self) -> pd.DataFrame | None:
         return pd.DataFrame(self.samples) if self.samples else None
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> list[Section]:
         if not self.samples:
-            return {"gpu_available": False,
-                    "gpu_unavailable_reason": self.unavailable or self.sampling_error or "no samples"}
+            return [GpuSection(gpu_available=False,
+                               gpu_unavailable_reason=self.unavailable or self.sampling_error or "no samples")]
         frame = pd.DataFrame(self.samples)
-        figures = {
-            "gpu_available": True,
-            "gpu_count": int(frame["gpu"].nunique()),
-            "gpu_samples": int(len(frame)),
+        return [GpuSection(
+            gpu_available=True,
+            gpu_count=int(frame["gpu"].nunique()),
+            gpu_samples=int(len(frame)),
             # the fullest GPU, and all GPUs together at their fullest moment
-            "gpu_mem_peak_gb": float(frame.groupby("gpu")["memory_used_bytes"].max().max() / 1e9),
-            "gpu_mem_total_peak_gb": float(frame.groupby("t_s")["memory_used_bytes"].sum().max() / 1e9),
-            "gpu_mem_mean_gb": float(frame["memory_used_bytes"].mean() / 1e9),
-            "gpu_util_mean_pct": float(frame["util_pct"].mean()),
-            "gpu_power_peak_w": float(frame["power_w"].max()),
-            "gpu_power_mean_w": float(frame["power_w"].mean()),
-            "gpu_sm_clock_mean_mhz": float(frame["sm_clock_mhz"].mean()),
-        }
-        if self.sampling_error:
-            figures["gpu_sampling_error"] = self.sampling_error
-        return figures
+            gpu_mem_peak_gb=float(frame.groupby("gpu")["memory_used_bytes"].max().max() / 1e9),
+            gpu_mem_total_peak_gb=float(frame.groupby("t_s")["memory_used_bytes"].sum().max() / 1e9),
+            gpu_mem_mean_gb=float(frame["memory_used_bytes"].mean() / 1e9),
+            gpu_util_mean_pct=float(frame["util_pct"].mean()),
+            gpu_power_peak_w=float(frame["power_w"].max()),
+            gpu_power_mean_w=float(frame["power_w"].mean()),
+            gpu_sm_clock_mean_mhz=float(frame["sm_clock_mhz"].mean()),
+            gpu_sampling_error=self.sampling_error,
+        )]

@@ -37,9 +37,14 @@ arithmetic and exact on any device.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import weakref
 from typing import Any, Iterable
+
+from context_research.metrics.engine_steps import kv_cache_usage_peak
+from context_research.metrics.schema import GpuSection, MemorySection, Section, Summary
+from context_research.profiling.base import MetricCollector
 
 GB = 1e9
 PHASES = ("load", "warmup", "measure")
@@ -213,12 +218,6 @@ def unavailable_report(reason: str) -> dict[str, Any]:
             "unavailable": reason}
 
 
-def usage_peak(steps: list[dict[str, Any]]) -> float:
-    """Peak KV cache usage (fraction of blocks) over an engine's step samples; NaN without samples."""
-    values = [s["kv_cache_usage"] for s in steps if s.get("kv_cache_usage") is not None]
-    return max(values) if values else NAN
-
-
 def total_over(reports: Iterable[dict[str, Any]], key: str) -> float:
     """Sum over engines; NaN when any engine does not know it."""
     return math.fsum(float(r.get(key, NAN)) for r in reports)
@@ -254,34 +253,32 @@ def with_nvml(decomposition: dict[str, float], torch_reserved_gb: float, nvml_us
     return {"non_torch_gb": non_torch, "total_gb": total, "nvml_used_gb": nvml_used_gb}
 
 
-class MemoryCollector:
+class MemoryCollector(MetricCollector):
     """Per-phase torch peaks of the job's engines and the decomposition of its peak GPU memory.
 
     Bound to the job's engines (`bind_engines`) before `start`; `derive` completes the
     decomposition once the GPU collector's NVML peak is in the summary.
     """
 
-    name = "memory"
-
-    def __init__(self) -> None:
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
         self.engines: dict[str, Any] = {}
         self.reports: dict[str, dict[str, Any]] = {}
         self._steps_before: dict[str, int] = {}
 
     def bind_engines(self, engines: dict[str, Any]) -> None:
-        self.engines = {pool: e for pool, e in engines.items() if hasattr(e, "memory_report")}
+        self.engines = dict(engines)
 
     def start(self) -> None:
         for pool, engine in self.engines.items():
             engine.reset_memory_peaks()
-            if hasattr(engine, "step_log"):
-                self._steps_before[pool] = len(engine.step_log())
+            self._steps_before[pool] = len(engine.step_log())
 
     def stop(self) -> None:
         for pool, engine in self.engines.items():
             report = dict(engine.memory_report())
-            if pool in self._steps_before:  # vLLM: the used share of its preallocated KV cache
-                usage = usage_peak(engine.step_log()[self._steps_before[pool]:])
+            if "kv_used_bytes" not in report:  # vLLM: the used share of its preallocated KV cache
+                usage = kv_cache_usage_peak(engine.step_log()[self._steps_before.get(pool, 0):])
                 report["kv_cache_usage_peak"] = usage
                 report["kv_used_bytes"] = usage * report["kv_cache_bytes"]
             self.reports[pool] = report
@@ -297,23 +294,24 @@ class MemoryCollector:
                 figures[f"torch_{phase}_{kind}_peak_gb"] = total_over(reports, f"torch_{kind}_peak_bytes") / GB
         return figures
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> list[Section]:
         if not self.reports:
-            return {"memory_available": False, "memory_unavailable_reason": "no engine reported its memory"}
+            return [MemorySection(memory_available=False, memory_unavailable_reason="no engine reported its memory")]
         reports = list(self.reports.values())
         reasons = sorted({r["unavailable"] for r in reports if r.get("unavailable")})
-        figures: dict[str, Any] = {"memory_available": not reasons, **self._phase_peaks(),
-                                   **measured_decomposition(reports)}
-        if reasons:
-            figures["memory_unavailable_reason"] = "; ".join(reasons)
+        figures: dict[str, Any] = {**self._phase_peaks(), **measured_decomposition(reports)}
         for key in VLLM_FIELDS:
             if any(key in r for r in reports):
                 figures[key.replace("_bytes", "_gb")] = total_over(reports, key) / GB
-        return figures
+        return [MemorySection(memory_available=not reasons,
+                              memory_unavailable_reason="; ".join(reasons) if reasons else None, **figures)]
 
-    def derive(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def derive(self, summary: Summary) -> list[Section]:
         """non_torch, total and NVML's used memory, from the GPU collector's peak (all GPUs)."""
-        if "torch_measure_reserved_peak_gb" not in summary:
-            return {}
-        nvml = summary.get("gpu_mem_total_peak_gb")
-        return with_nvml(summary, summary["torch_measure_reserved_peak_gb"], NAN if nvml is None else float(nvml))
+        memory, gpu = summary.get(MemorySection), summary.get(GpuSection)
+        if memory is None or memory.torch_measure_reserved_peak_gb is None:
+            return []
+        nvml = gpu.gpu_mem_total_peak_gb if gpu is not None else None
+        figures = with_nvml(dataclasses.asdict(memory), memory.torch_measure_reserved_peak_gb,
+                            NAN if nvml is None else float(nvml))
+        return [dataclasses.replace(memory, **figures)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from context_research.records.run_record import ATTEMPTS, MANIFEST, SUMMARY, config_hash
+from context_research.records.run_record import ATTEMPTS, MANIFEST, config_hash
 
 log = logging.getLogger(__name__)
 KEPT_IN_PLACE = (".hydra", ATTEMPTS)
@@ -32,11 +32,6 @@ def earlier_manifest(job_dir: str | Path) -> dict[str, Any] | None:
 def is_done(manifest: dict[str, Any] | None, cfg: DictConfig) -> bool:
     """Whether `manifest` is a completed record of exactly this job config."""
     return bool(manifest) and manifest["status"] == "completed" and manifest["config_hash"] == config_hash(cfg)
-
-
-def stored_summary(job_dir: str | Path) -> dict[str, Any]:
-    """The summary a completed job wrote."""
-    return json.loads((Path(job_dir) / SUMMARY).read_text())
 
 
 def archive_attempt(job_dir: str | Path, manifest: dict[str, Any]) -> Path:

@@ -3,8 +3,8 @@ is at least 90%.
 
 A job's attainment is its summary's `slo_attainment` (vLLM's definition: the share of measured
 requests meeting every SLO). Where the summary lacks it and the job's config sets SLOs
-(`benchmark.slo.ttft_ms / tpot_ms / e2e_ms`), it is computed from requests.parquet the same way;
-failed requests never meet an SLO. Repeats (seed, repeat) at one load are averaged.
+(`benchmark.slo.ttft_ms / tpot_ms / e2e_ms`), it is computed from requests.parquet by the same rule
+(metrics/load.py `slo_attainment`). Repeats (seed, repeat) at one load are averaged.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from context_research.config.benchmark import SLOConfig
+from context_research.metrics.load import slo_attainment
 from context_research.records.run_record import REQUESTS
 from context_research.report.alignment import is_repeat_key, sortable
 from context_research.report.loader import config_value
@@ -31,17 +33,10 @@ def load_key(overrides: dict[str, str]) -> str | None:
 def attainment_from_requests(job: pd.Series) -> float:
     """Share of measured requests meeting every SLO set in the job's config (NaN when none is set)."""
     slo = config_value(job["config"], "benchmark.slo") or {}
-    limits = {m: slo[m] for m in SLO_METRICS if slo.get(m) is not None}
-    if not limits or not job["has_requests"]:
+    if all(slo.get(metric) is None for metric in SLO_METRICS) or not job["has_requests"]:
         return math.nan
-    requests = pd.read_parquet(Path(job["job_dir"]) / REQUESTS)
-    requests = requests[requests["phase"] == "measure"]
-    if requests.empty:
-        return math.nan
-    met = requests["ok"].astype(bool)
-    for metric, limit in limits.items():
-        met &= requests[metric] <= limit
-    return float(met.mean())
+    limits = SLOConfig(**{k: v for k, v in slo.items() if k in SLOConfig.__dataclass_fields__})
+    return slo_attainment(pd.read_parquet(Path(job["job_dir"]) / REQUESTS), limits)
 
 
 def job_attainment(job: pd.Series) -> float:

@@ -20,9 +20,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from context_research.config.resolvers import register_resolvers
+from context_research.metrics.schema import Summary
 from context_research.records.run_record import ATTEMPTS, MANIFEST, REQUESTS, SUMMARY
 from context_research.report.alignment import parse_overrides
-from context_research.report.roofline import add_roofline_columns
 
 HYDRA_DIR = ".hydra"
 UNRECORDED = "unrecorded"
@@ -123,7 +123,7 @@ def sweep_root(job_dir: Path) -> Path:
 
 def job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
     manifest = read_json(job_dir / MANIFEST)
-    summary = read_json(job_dir / SUMMARY) or {}
+    summary = Summary.from_json(read_json(job_dir / SUMMARY) or {}).columns()  # any schema version
     config = read_config(job_dir)
     if manifest is None:
         overrides_path = job_dir / HYDRA_DIR / "overrides.yaml"
@@ -176,7 +176,7 @@ def load_jobs(folders: Iterable[str | Path]) -> pd.DataFrame:
         return jobs
     for column in ("started", "ended"):
         jobs[column] = pd.to_datetime(jobs[column], utc=True, format="ISO8601")
-    return add_roofline_columns(jobs)
+    return jobs
 
 
 def load_requests(jobs: pd.DataFrame, phase: str | None = "measure", columns: list[str] | None = None) -> pd.DataFrame:

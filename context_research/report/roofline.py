@@ -1,9 +1,6 @@
-"""Roofline columns: measured / floor for TTFT and TPOT, where the summary carries the floors.
-
-The floors themselves (DESIGN.md: decode step = bytes read / HBM bandwidth, prefill = FLOPs / peak
-matmul rate) are computed by the benchmark and written to summary.json as `ttft_floor_ms` and
-`tpot_floor_ms`; the report divides the measured p50 by them.
-"""
+"""The roofline table: measured p50, floor and their ratio for TTFT and TPOT, for the jobs whose
+summary carries floors (profiling/roofline.py computes them; the ratio is the summary's
+`{metric}_measured_over_floor`, metrics/schema.py)."""
 
 from __future__ import annotations
 
@@ -14,17 +11,6 @@ ROOFLINE_METRICS = ("ttft", "tpot")
 
 def ratio_column(metric: str) -> str:
     return f"{metric}_measured_over_floor"
-
-
-def add_roofline_columns(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Adds `{metric}_measured_over_floor` = `{metric}_p50_ms / {metric}_floor_ms` for each floor present."""
-    jobs = jobs.copy()
-    for metric in ROOFLINE_METRICS:
-        floor, measured, ratio = f"{metric}_floor_ms", f"{metric}_p50_ms", ratio_column(metric)
-        if floor not in jobs or measured not in jobs:
-            continue
-        jobs[ratio] = pd.to_numeric(jobs[measured], errors="coerce") / pd.to_numeric(jobs[floor], errors="coerce")
-    return jobs
 
 
 def roofline_table(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from context_research.serving import event_loop
 from context_research.requests import GenerationRequest, GenerationResult
+from context_research.serving import event_loop
 
 class LoadTarget(Protocol):
     """What a load is sent to: a scheduler (or an engine)."""

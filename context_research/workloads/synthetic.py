@@ -53,7 +53,7 @@ def synthetic_requests(workload: Any, id_range: tuple[int, int], prefix: str = "
         own = rng.integers(id_range[0], id_range[1], size=int(prompt_len) - len(shared), dtype=np.int64)
         requests.append(GenerationRequest(
             request_id=f"{prefix}{index}", prompt_token_ids=shared + own.tolist(), max_new_tokens=int(output_len),
-            seed=workload.seed, metadata={"ignore_eos": True}))
+            seed=workload.seed, ignore_eos=True))
     return requests
 
 

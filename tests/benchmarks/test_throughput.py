@@ -3,16 +3,14 @@ small E2 sweep through launch.py leaving completed records with the load figures
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import compose_config, manifests
-from hydra.utils import instantiate
 
-from context_research.serving.schedulers.aggregated import AggregatedScheduler
+from context_research.app import build
+from tests.conftest import aggregated, hf_engine, manifests, outcome_figures, read_summary, typed
 
 LOAD_FIELDS = ("req_s", "out_tok_s", "total_tok_s", "ttft_p95_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p95_ms",
                "queue_wait_p95_ms", "slo_attainment", "goodput_req_s", "peak_concurrency", "mean_concurrency",
@@ -21,22 +19,19 @@ LOAD_FIELDS = ("req_s", "out_tok_s", "total_tok_s", "ttft_p95_ms", "tpot_p95_ms"
 
 @pytest.fixture(scope="module")
 def scheduler(model_cache):
-    cfg = compose_config(["serving.max_batch_size=4", "serving.device=cpu"])
-    engine = instantiate(cfg.serving, model=cfg.model, cache_dir=str(model_cache), _convert_="object")
+    engine = hf_engine(model_cache, ["serving.max_batch_size=4"])
     engine.start()
-    scheduler = AggregatedScheduler()
-    scheduler.bind({"aggregated": engine})
-    yield scheduler
+    yield aggregated(engine)
     engine.stop()
 
 
 def run_benchmark(scheduler, *overrides: str):
-    cfg = compose_config(["benchmark=throughput", "prompt_len=12", "output_len=4", *overrides])
-    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
+    chosen = ["benchmark=throughput", "prompt_len=12", "output_len=4", *overrides]
+    benchmark = build(typed(chosen, "benchmark"), model=typed(chosen, "model"))
     samples = benchmark.load()
     seen = []
     outcome = benchmark.evaluate(scheduler, samples, lambda result, phase: seen.append((result, phase)))
-    return benchmark, samples, seen, outcome
+    return benchmark, samples, seen, outcome_figures(outcome)
 
 
 def test_poisson_arrivals_follow_the_seeded_schedule(scheduler) -> None:
@@ -52,7 +47,7 @@ def test_poisson_arrivals_follow_the_seeded_schedule(scheduler) -> None:
     assert [phase for _, phase in seen] == ["warmup"] * 2 + ["measure"] * 10
     assert outcome["arrival_process"] == "poisson" and outcome["request_rate"] == 50
     assert outcome["checks"] == {"full_outputs": True}
-    assert outcome["req_s"] > 0 and outcome["slo_attainment"] == 1.0
+    assert outcome["goodput_req_s"] > 0 and outcome["slo_attainment"] == 1.0
 
 
 def test_all_at_once_goes_through_generate_batch(scheduler) -> None:
@@ -83,7 +78,7 @@ def test_e2_sweep_on_cpu_leaves_completed_records(run_launch) -> None:
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed", "completed"]
     for manifest, concurrency in zip(records, (1, 4)):
-        summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+        summary = read_summary(Path(manifest["_dir"]))
         missing = [key for key in LOAD_FIELDS if key not in summary]
         assert not missing, missing
         assert summary["concurrency"] == concurrency and summary["prompt_len"] == 32
@@ -107,7 +102,7 @@ def test_e2_sweep_on_vllm_reports_the_kv_load(run_launch) -> None:
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed", "completed"]
     for manifest, concurrency in zip(records, (1, 8)):
-        summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+        summary = read_summary(Path(manifest["_dir"]))
         assert summary["concurrency"] == concurrency and summary["passed"]
         assert summary["kv_capacity_tokens"] == manifest["engines"]["aggregated"]["kv_capacity_tokens"] > 0
         assert 0 < summary["kv_load"] <= summary["kv_load_peak"]

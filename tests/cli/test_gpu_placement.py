@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO
 from context_research import devices
 from context_research.cli import gpu_placement as placement
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("target, policy", [

@@ -51,11 +51,10 @@ def test_throughput_vs_raw_on_vllm(tmp_path, model_cache) -> None:
 
 def test_batch_requests_come_from_the_typed_model_config() -> None:
     from context_research.cli.throughput_vs_raw import batch_requests
-    from context_research.config import validate
-    from tests.conftest import compose_config
+    from tests.conftest import typed
 
-    model = validate(compose_config(["model=qwen3_8b", "serving=vllm", "model.load_format=dummy"]))["model"]
+    model = typed(["model=qwen3_8b", "serving=vllm", "model.load_format=dummy"], "model")
     requests = batch_requests(model, 3, 1024, 256, seed=0)
     assert [len(r.prompt_token_ids) for r in requests] == [1024] * 3
-    assert all(r.max_new_tokens == 256 and r.metadata["ignore_eos"] for r in requests)
+    assert all(r.max_new_tokens == 256 and r.ignore_eos for r in requests)
     assert max(max(r.prompt_token_ids) for r in requests) < 151643  # no special ids

@@ -5,7 +5,7 @@ import pytest
 
 from context_research.config import ConfigError, validate
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF, compose_config, typed, validate_on_this_host
 
 
 TOKENIZER = f"model.tokenizer={CONF}"  # validation only checks that the directory exists
@@ -50,10 +50,12 @@ def test_budgets_that_fit_pass(overrides):
 
 @pytest.mark.parametrize("group", ["longbench", "ruler", "pg19"])
 def test_e4_composes_for_each_benchmark_on_vllm(group):
-    cfg = compose_config(["experiment=e4", f"benchmark={group}", f"model.path={CONF}"])
-    typed = validate(cfg)
-    assert typed["serving"].engine == "vllm" and typed["model"].name == "qwen3_8b"
-    assert typed["benchmark"].context_len == 32768 == cfg.prompt_len and typed["benchmark"].num_samples == 5
+    overrides = ["experiment=e4", f"benchmark={group}", f"model.path={CONF}"]
+    cfg = compose_config(overrides)
+    validate_on_this_host(cfg)
+    assert typed(overrides, "serving").engine == "vllm" and typed(overrides, "model").name == "qwen3_8b"
+    benchmark = typed(overrides, "benchmark")
+    assert benchmark.context_len == 32768 == cfg.prompt_len and benchmark.num_samples == 5
 
 
 def test_e4_needs_real_weights_on_vllm():
@@ -67,8 +69,8 @@ def test_the_engine_limit_bounds_the_budget():
     assert cfg.benchmark.max_model_len == 16384
     with pytest.raises(ConfigError, match="serving.max_model_len"):
         validate(cfg)  # 32768 + 512 > 16384
-    validate(compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384",
-                             "prompt_len=8192"]))
+    validate_on_this_host(compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384",
+                                          "prompt_len=8192"]))
     assert compose_config(["benchmark=ruler", "serving=hf"]).benchmark.max_model_len is None  # the model's
 
 
@@ -83,9 +85,11 @@ def test_e6_composes_at_each_length_with_yarn_and_dummy_weights(serving):
     lengths = [int(n) for n in cfg.hydra.sweeper.params.prompt_len.split(",")]
     assert lengths == [65536, 98304, 130944]
     for prompt_len in lengths:
-        typed = validate(compose_config(["experiment=e6", f"serving={serving}", f"prompt_len={prompt_len}"]))
-        assert typed["serving"].engine == serving
-        assert typed["model"].name == "qwen3_8b_yarn" and typed["model"].load_format == "dummy"
-        assert typed["benchmark"].workload.prompt_len + typed["benchmark"].workload.output_len <= 131072
+        overrides = ["experiment=e6", f"serving={serving}", f"prompt_len={prompt_len}"]
+        validate_on_this_host(compose_config(overrides))
+        model, workload = typed(overrides, "model"), typed(overrides, "benchmark").workload
+        assert typed(overrides, "serving").engine == serving
+        assert model.name == "qwen3_8b_yarn" and model.load_format == "dummy"
+        assert workload.prompt_len + workload.output_len <= 131072
     with pytest.raises(ConfigError, match="prompt_len"):
         validate(compose_config(["experiment=e6", f"serving={serving}", "prompt_len=131072"]))

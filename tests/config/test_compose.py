@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from context_research.config import validate
-from tests.conftest import CONF, REPO, compose_config
+from context_research.app import build
+from tests.conftest import CONF, REPO, compose_config, typed, validate_on_this_host
 
 GROUPS = ["model", "serving", "scheduler", "benchmark", "collectors", "paths"]
 
@@ -30,11 +29,11 @@ def overrides_for(group: str, option: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
-    cfg = compose_config(overrides_for(group, option))
-    typed = validate(cfg)
-    assert typed[group] is not None
+    overrides = overrides_for(group, option)
+    validate_on_this_host(compose_config(overrides))
+    assert typed(overrides, group) is not None
     if group == "model":
-        assert typed["model"].name == option
+        assert typed(overrides, "model").name == option
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -48,25 +47,31 @@ def test_every_experiment_serving_specialisation_composes_and_validates(speciali
     # conf/experiment_serving/<experiment>_<serving>.yaml: chosen by the root defaults list for that pair
     experiment, serving = specialisation.split("_", 1)
     cfg = compose_config([f"experiment={experiment}", *overrides_for("serving", serving)])
-    assert validate(cfg)["serving"] is not None
+    validate_on_this_host(cfg)
     specialised = OmegaConf.load(CONF / "experiment_serving" / f"{specialisation}.yaml")
     assert {key: cfg.serving[key] for key in specialised} == dict(specialised)
 
 
 @pytest.mark.parametrize("serving", options("serving"))
-def test_every_target_instantiates_without_starting_an_engine(serving, tmp_path):
-    cfg = compose_config(overrides_for("serving", serving))
-    backend = instantiate(cfg.serving, model=cfg.model, cache_dir=str(tmp_path), _convert_="object")
-    assert backend.model_config.name == cfg.model.name
-    scheduler = instantiate(cfg.scheduler)
-    assert scheduler.route_prefill.__self__ is scheduler
-    benchmark = instantiate(cfg.benchmark, model=cfg.model, _convert_="object")
-    assert benchmark.load("test").measured
-    for node in cfg.collectors.values():
-        collector = instantiate(node)
+def test_every_target_is_built_from_its_typed_config_without_starting_an_engine(serving, tmp_path):
+    overrides = overrides_for("serving", serving)
+    model = typed(overrides, "model")
+    backend = build(typed(overrides, "serving"), model=model, cache_dir=str(tmp_path))
+    assert backend.model_config.name == model.name and backend.name == serving
+    scheduler = build(typed(overrides, "scheduler"))
+    assert scheduler.name == "aggregated" and scheduler.pools() == {"aggregated": {}}
+    benchmark = build(typed(overrides, "benchmark"), model=model)
+    assert benchmark.name == "latency" and benchmark.load("test").measured
+    for config in typed(overrides, "collectors").values():
+        collector = build(config)
         collector.start()
         collector.stop()
-        assert isinstance(collector.snapshot(), dict)
+        assert collector.snapshot()
+
+
+def test_collectors_are_an_open_group_of_one_file_each():
+    assert set(typed([], "collectors")) == {"latency", "gpu", "memory", "kv_transfer"}
+    assert set(typed(["collectors=[latency,memory]"], "collectors")) == {"latency", "memory"}
 
 
 def test_sweep_keys_are_interpolated_into_the_groups():

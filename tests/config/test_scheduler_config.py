@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from context_research.config import ConfigError, validate
-from tests.conftest import compose_config
+from tests.conftest import compose_config, typed, validate_on_this_host
 
 
 def test_the_scheduler_knows_the_serving_engine():
     assert compose_config(["scheduler=disaggregated"]).scheduler.engine == "hf"
-    vllm = compose_config(["scheduler=disaggregated", "serving=vllm", "model=qwen3_8b", "model.load_format=dummy"])
-    assert vllm.scheduler.engine == "vllm"
-    typed = validate(vllm)["scheduler"]
-    assert typed.transfer == "auto" and typed.connector == "ExampleConnector"
+    overrides = ["scheduler=disaggregated", "serving=vllm", "model=qwen3_8b", "model.load_format=dummy"]
+    validate_on_this_host(compose_config(overrides))
+    scheduler = typed(overrides, "scheduler")
+    assert scheduler.engine == "vllm" and scheduler.transfer == "auto" and scheduler.connector == "ExampleConnector"
 
 
 @pytest.mark.parametrize("overrides,message", [

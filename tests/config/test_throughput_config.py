@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.conftest import compose_config
 
-from context_research.config import ConfigError, validate
 from context_research.cli.sweep_callback import sweep_job_overrides
+from context_research.config import ConfigError, validate
 
 E2_CONCURRENCY = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 

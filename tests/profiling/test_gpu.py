@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from context_research.config.collectors import GpuCollectorConfig
 from context_research.profiling.gpu import NvmlCollector
+from tests.conftest import snapshot_figures
 
 
 def has_working_nvml() -> bool:
@@ -26,10 +28,10 @@ def has_working_nvml() -> bool:
 
 @pytest.mark.skipif(has_working_nvml(), reason="this machine has a working NVML")
 def test_without_a_driver_the_job_goes_on_and_says_why():
-    collector = NvmlCollector(interval_s=0.01)
+    collector = NvmlCollector(GpuCollectorConfig(interval_s=0.01))
     collector.start()
     collector.stop()
-    snapshot = collector.snapshot()
+    snapshot = snapshot_figures(collector)
     assert snapshot["gpu_available"] is False
     assert "NVML" in snapshot["gpu_unavailable_reason"] or "nvml" in snapshot["gpu_unavailable_reason"].lower()
     assert collector.timeseries() is None
@@ -37,11 +39,12 @@ def test_without_a_driver_the_job_goes_on_and_says_why():
 
 def test_without_nvidia_ml_py_the_job_goes_on_and_says_why(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
-    collector = NvmlCollector()
+    collector = NvmlCollector(GpuCollectorConfig())
     collector.start()
     collector.stop()
-    assert collector.snapshot() == {"gpu_available": False,
-                                    "gpu_unavailable_reason": collector.unavailable}
+    figures = snapshot_figures(collector)
+    assert figures["gpu_available"] is False and figures["gpu_unavailable_reason"] == collector.unavailable
+    assert figures["gpu_samples"] is None and figures["gpu_mem_peak_gb"] is None  # unknown, never zero
     assert collector.unavailable.startswith("ModuleNotFoundError")
 
 
@@ -79,7 +82,7 @@ def test_samples_each_gpu_on_the_job_clock_and_sums_gpus_at_their_peak(monkeypat
     module, calls = stand_in_nvml({0: [10, 40, 20], 1: [30, 30, 30]}, power_supported=False)
     monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    collector = NvmlCollector(interval_s=0.01)
+    collector = NvmlCollector(GpuCollectorConfig(interval_s=0.01))
     collector.set_origin(time.perf_counter())
     collector.start()
     time.sleep(0.1)
@@ -88,7 +91,7 @@ def test_samples_each_gpu_on_the_job_clock_and_sums_gpus_at_their_peak(monkeypat
     assert set(frame.columns) >= {"t_s", "gpu", "memory_used_bytes", "util_pct", "power_w", "sm_clock_mhz"}
     assert (frame["t_s"] >= 0).all() and frame["t_s"].is_monotonic_increasing
     assert frame["power_w"].isna().all()  # unsupported: NaN, while memory keeps sampling
-    snapshot = collector.snapshot()
+    snapshot = snapshot_figures(collector)
     assert snapshot["gpu_available"] is True and snapshot["gpu_count"] == 2
     assert snapshot["gpu_mem_peak_gb"] == pytest.approx(40 / 1e9)
     assert snapshot["gpu_mem_total_peak_gb"] == pytest.approx(70 / 1e9)  # 40 + 30 at the same moment
@@ -108,9 +111,9 @@ def test_a_failing_read_stops_sampling_but_keeps_the_samples(monkeypatch):
 
     module.nvmlDeviceGetMemoryInfo = memory
     monkeypatch.setitem(sys.modules, "pynvml", module)
-    collector = NvmlCollector(interval_s=0.01)
+    collector = NvmlCollector(GpuCollectorConfig(interval_s=0.01))
     collector.start()
     time.sleep(0.05)
     collector.stop()
-    snapshot = collector.snapshot()
+    snapshot = snapshot_figures(collector)
     assert snapshot["gpu_samples"] == 1 and "GPU lost" in snapshot["gpu_sampling_error"]

@@ -8,25 +8,29 @@ import itertools
 import math
 
 import pytest
-from omegaconf import OmegaConf
 
-from context_research.config import validate
+from context_research.config.collectors import MemoryCollectorConfig
+from context_research.metrics.schema import GpuSection, Summary
 from context_research.profiling.memory import (GB, MemoryCollector, combine_worker_reports,
                                                measured_decomposition, with_nvml)
 from context_research.profiling.roofline import footprint
 from context_research.requests import GenerationRequest
-from context_research.serving.backends.hf import HFBackend
-from tests.conftest import compose_config
+from tests.conftest import compose_config, hf_engine, snapshot_figures, typed, validate_on_this_host
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    model = OmegaConf.to_object(compose_config().model)
-    backend = HFBackend(model=model, cache_dir=str(tmp_path_factory.mktemp("cache")), device="cpu")
+    backend = hf_engine(tmp_path_factory.mktemp("cache"))
     backend.start()
     backend.warmup()
     yield backend
     backend.stop()
+
+
+def derived_figures(collector: MemoryCollector, nvml_total_peak_gb: float) -> dict:
+    """What `derive` adds once the GPU collector's NVML peak is in the summary."""
+    summary = Summary().add(*collector.snapshot(), GpuSection(gpu_mem_total_peak_gb=nvml_total_peak_gb))
+    return Summary().add(*collector.derive(summary)).columns()
 
 
 def EXACT(value: float):
@@ -36,18 +40,18 @@ def EXACT(value: float):
 
 def request(prompt_len: int, new: int) -> GenerationRequest:
     return GenerationRequest(request_id="m", prompt_token_ids=list(range(10, 10 + prompt_len)),
-                             max_new_tokens=new, metadata={"ignore_eos": True})
+                             max_new_tokens=new, ignore_eos=True)
 
 
 def test_hf_on_cpu_exact_bytes_and_nan_where_unmeasurable(engine):
     arch = engine.model_config.config_json
     per_token = footprint(arch, "float32").kv_bytes_per_token  # float32 on CPU
-    collector = MemoryCollector()
+    collector = MemoryCollector(MemoryCollectorConfig())
     collector.bind_engines({"default": engine})
     collector.start()
     engine.generate(request(40, 6))
     collector.stop()
-    figures = collector.snapshot()
+    figures = snapshot_figures(collector)
     # exact: parameters and the DynamicCache tensors (prompt + output - 1 positions at the end)
     assert figures["weights_gb"] * GB == EXACT(sum(p.numel() * 4 for p in engine.model.parameters()))
     assert figures["weights_gb"] * GB == EXACT(footprint(arch, "float32").weight_bytes)
@@ -60,7 +64,7 @@ def test_hf_on_cpu_exact_bytes_and_nan_where_unmeasurable(engine):
                 "torch_load_reserved_peak_gb"):
         assert math.isnan(figures[key]), key
     # no torch reserved figure: an NVML reading cannot give non-torch memory or a total either
-    derived = collector.derive({**figures, "gpu_mem_total_peak_gb": 20.0})
+    derived = derived_figures(collector, nvml_total_peak_gb=20.0)
     assert math.isnan(derived["non_torch_gb"]) and math.isnan(derived["total_gb"])
     assert derived["nvml_used_gb"] == 20.0
     # the engine's own phases: nothing cached after loading, the warm-up request's cache after warm-up
@@ -149,12 +153,12 @@ class StepLoggingEngine:
 
 def test_kv_used_is_this_jobs_peak_usage_of_the_allocated_cache():
     engine = StepLoggingEngine()
-    collector = MemoryCollector()
+    collector = MemoryCollector(MemoryCollectorConfig())
     collector.bind_engines({"default": engine})
     collector.start()
     engine.steps += [{"kv_cache_usage": 0.1}, {"kv_cache_usage": 0.3}, {"kv_cache_usage": 0.2}]
     collector.stop()
-    figures = collector.snapshot()
+    figures = snapshot_figures(collector)
     assert engine.resets == 1 and figures["memory_available"] is True
     assert figures["kv_used_gb"] == pytest.approx(0.3 * 100.0)
     assert figures["torch_load_allocated_peak_gb"] == pytest.approx(118.0)
@@ -162,11 +166,11 @@ def test_kv_used_is_this_jobs_peak_usage_of_the_allocated_cache():
 
 
 def test_without_engines_the_collector_says_so():
-    collector = MemoryCollector()
+    collector = MemoryCollector(MemoryCollectorConfig())
     collector.start()
     collector.stop()
-    assert collector.snapshot()["memory_available"] is False
-    assert collector.derive({"gpu_mem_total_peak_gb": 1.0}) == {}
+    assert snapshot_figures(collector)["memory_available"] is False
+    assert derived_figures(collector, nvml_total_peak_gb=1.0) == {}
 
 
 def e5_points() -> list[list[str]]:
@@ -185,9 +189,11 @@ def test_e5_sweeps_both_engines_over_1k_to_32k_and_every_point_validates():
                       "prompt_len": {"1024", "2048", "4096", "8192", "16384", "32768"}}
     assert points[0][0] == "serving=vllm"  # vLLM first: its engine process exits before hf loads
     for point in points:
-        cfg = compose_config(["experiment=e5", *point])
-        typed = validate(cfg)
-        assert typed["model"].name == "qwen3_8b" and typed["serving"].engine in ("vllm", "hf")
+        chosen = ["experiment=e5", *point]
+        cfg = compose_config(chosen)
+        validate_on_this_host(cfg)
+        benchmark = typed(chosen, "benchmark")
+        assert typed(chosen, "model").name == "qwen3_8b" and typed(chosen, "serving").engine in ("vllm", "hf")
         # every request of the job resident together: one batch of `concurrency` requests
-        assert typed["benchmark"].arrival.process == "all_at_once"
-        assert typed["benchmark"].workload.num_requests == cfg.concurrency
+        assert benchmark.arrival.process == "all_at_once"
+        assert benchmark.workload.num_requests == cfg.concurrency

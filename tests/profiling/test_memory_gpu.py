@@ -7,7 +7,6 @@ Run on the GPU host: python -m pytest -m gpu tests/profiling/test_memory_gpu.py 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from omegaconf import OmegaConf
 
 from context_research.profiling.memory import GB
 from context_research.profiling.roofline import footprint
-from tests.conftest import compose_config, manifests
+from tests.conftest import compose_config, manifests, read_summary
 
 pytestmark = pytest.mark.gpu
 
@@ -36,7 +35,7 @@ def test_qwen3_8b_decomposition(serving, run_launch, qwen3_8b):
                                "benchmark.check_reproducibility=false", timeout=900)
     assert process.returncode == 0, process.stderr[-4000:]
     [manifest] = manifests(root / "run")
-    summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+    summary = read_summary(Path(manifest["_dir"]))
     assert summary["gpu_available"] is True and summary["memory_available"] is True, summary
 
     assert summary["kv_bytes_per_token_measured"] == qwen3_8b.kv_bytes_per_token == 147_456

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import REPO, compose_config
 from context_research.records import resume
 from context_research.records.run_record import RunRecord, record_dirs
+from tests.conftest import REPO, compose_config
 
 
 def make_record(job_dir, cfg, status: str) -> RunRecord:

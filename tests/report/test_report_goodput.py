@@ -30,7 +30,8 @@ def test_highest_concurrency_meeting_the_target(tmp_path):
 def test_attainment_from_requests_and_config_slos(tmp_path):
     def requests(ttft):
         return pd.DataFrame({"phase": ["warmup"] + ["measure"] * len(ttft), "ok": [True] * (len(ttft) + 1),
-                             "ttft_ms": [9999.0, *ttft], "tpot_ms": [1.0] * (len(ttft) + 1)})
+                             "ttft_ms": [9999.0, *ttft], "tpot_ms": [1.0] * (len(ttft) + 1),
+                             "queue_wait_ms": [0.0] * (len(ttft) + 1)})
 
     for rate, ttft in ((1, [10, 20, 30, 40]), (2, [10, 20, 300, 400]), (4, [300] * 4)):
         config = job_config("e2", request_rate=rate)

@@ -7,20 +7,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from omegaconf import OmegaConf
 
 from context_research.profiling.roofline import footprint
-from context_research.serving import event_loop
 from context_research.requests import GenerationRequest
-from context_research.serving.backends.hf import HFBackend
+from context_research.serving import event_loop
 from context_research.serving.schedulers.decode_process import ProcessDecodeEngine
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
-from tests.conftest import compose_config
+from tests.conftest import hf_engine, typed
 
 
 @pytest.fixture(scope="module")
 def model():
-    return OmegaConf.to_object(compose_config().model)
+    return typed([], "model")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +28,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prefill_engine(model, cache_dir):
-    engine = HFBackend(model=model, cache_dir=cache_dir, device="cpu", seed=0)
+    engine = hf_engine(cache_dir)
     engine.start()
     yield engine
     engine.stop()
@@ -39,9 +37,10 @@ def prefill_engine(model, cache_dir):
 @pytest.fixture(scope="module")
 def process_scheduler(model, cache_dir, prefill_engine):
     """Prefill here, decode in a worker process with its own model (same config and seed)."""
-    decode = ProcessDecodeEngine(model=model, cache_dir=cache_dir, device="cpu", seed=0)
+    decode = ProcessDecodeEngine(typed(["serving.device=cpu"], "serving"), model, cache_dir)
     decode.start()
-    scheduler = DisaggregatedScheduler(engine="hf", transfer="process", prefill_device="cpu", decode_device="cpu")
+    scheduler = disaggregated("scheduler.transfer=process", "scheduler.prefill_device=cpu",
+                              "scheduler.decode_device=cpu")
     scheduler.bind({"prefill": prefill_engine, "decode": decode})
     yield scheduler
     scheduler.close()
@@ -50,7 +49,7 @@ def process_scheduler(model, cache_dir, prefill_engine):
 
 def requests(count: int, prompt_len: int, new: int = 10) -> list[GenerationRequest]:
     return [GenerationRequest(request_id=f"q{i}", prompt_token_ids=[(37 * i + 11 * j) % 8000 + 3 for j in range(prompt_len)],
-                              max_new_tokens=new, metadata={"ignore_eos": True}) for i in range(count)]
+                              max_new_tokens=new, ignore_eos=True) for i in range(count)]
 
 
 def kv_bytes(model, prompt_len: int) -> int:
@@ -66,7 +65,8 @@ def test_two_process_handoff_gives_the_aggregated_tokens_and_exact_bytes(process
         # 4 layers x (keys + values) x 2 kv heads x 32 dims x 4 bytes x 48 tokens
         assert meta["kv_bytes"] == kv_bytes(model, 48) == 4 * 2 * 2 * 32 * 4 * 48
         assert meta["kv_transfer_mode"] == "process" and meta["kv_simulated"] is False
-        assert meta["route"] == "prefill->decode" and meta["decode_device"] == "cpu"
+        route = process_scheduler.route_table().set_index("request_id").loc[request.request_id]
+        assert route["route"] == "prefill->decode" and route["decode_device"] == "cpu"
         assert 0 < meta["kv_transfer_s"] and 0 <= meta["kv_wait_s"] <= meta["kv_transfer_s"]
         assert meta["kv_bandwidth_gb_s"] == pytest.approx(meta["kv_bytes"] / meta["kv_transfer_s"] / 1e9)
         # one timeline across both processes: first token (prefill) before the decoded ones
@@ -89,15 +89,19 @@ def test_many_in_flight_keep_their_own_tokens(process_scheduler, prefill_engine)
 
 def test_route_log_records_both_pools_per_request(process_scheduler):
     process_scheduler.generate(GenerationRequest(request_id="routed", prompt_token_ids=[5] * 20, max_new_tokens=3,
-                                                 metadata={"ignore_eos": True}))
+                                                 ignore_eos=True))
     entries = [e for e in process_scheduler.route_log() if e["request_id"] == "routed"]
-    assert [(e["phase"], e["pool"]) for e in entries] == [("prefill", "prefill"), ("decode", "decode")]
+    assert [(e["phase"], e["pool"], e["device"]) for e in entries] == [("prefill", "prefill", "cpu"),
+                                                                        ("decode", "decode", "cpu")]
+    route = process_scheduler.route_table().set_index("request_id").loc["routed"]  # the record's columns
+    assert (route["route"], route["prefill_pool"], route["decode_pool"]) == ("prefill->decode", "prefill", "decode")
 
 
 def test_a_single_token_request_never_leaves_the_prefill_pool(process_scheduler):
     result = process_scheduler.generate(GenerationRequest(request_id="one", prompt_token_ids=[9] * 12,
-                                                          max_new_tokens=1, metadata={"ignore_eos": True}))
-    assert result.completion_tokens == 1 and result.metadata["route"] == "prefill"
+                                                          max_new_tokens=1, ignore_eos=True))
+    route = process_scheduler.route_table().set_index("request_id").loc["one"]
+    assert result.completion_tokens == 1 and route["route"] == "prefill" and route["decode_pool"] == "prefill"
     assert "kv_bytes" not in result.metadata
 
 
@@ -107,9 +111,13 @@ def local_decode_engine(prefill_engine):
     return prefill_engine
 
 
+def disaggregated(*overrides: str) -> DisaggregatedScheduler:
+    return DisaggregatedScheduler(typed(["scheduler=disaggregated", *overrides], "scheduler"))
+
+
 def local_scheduler(prefill_engine, decode_engine, transfer: str, bandwidth: float = 400.0):
-    scheduler = DisaggregatedScheduler(engine="hf", transfer=transfer, prefill_device="cpu", decode_device="cpu",
-                                       link_bandwidth_gb_s=bandwidth)
+    scheduler = disaggregated(f"scheduler.transfer={transfer}", "scheduler.prefill_device=cpu",
+                              "scheduler.decode_device=cpu", f"scheduler.link_bandwidth_gb_s={bandwidth}")
     scheduler.bind({"prefill": prefill_engine, "decode": decode_engine})
     return scheduler
 

@@ -53,7 +53,7 @@ def handoffs(engines):
     scheduler.bind(pair)
     [ids] = synthetic_prompts(1, PROMPT_LEN, token_id_range(model.config_json), seed=0)
     request = GenerationRequest(request_id="handoff-32k", prompt_token_ids=ids, max_new_tokens=8,
-                                metadata={"ignore_eos": True})
+                                ignore_eos=True)
     try:
         results = [scheduler.generate(request) for _ in range(2)]
     finally:

@@ -7,16 +7,12 @@ import pytest
 import torch
 
 from context_research.requests import GenerationRequest
-from context_research.serving.backends.hf import HFBackend
-from tests.conftest import compose_config
-
-from omegaconf import OmegaConf
+from tests.conftest import hf_engine
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    model = OmegaConf.to_object(compose_config().model)
-    engine = HFBackend(model=model, cache_dir=str(tmp_path_factory.mktemp("cache")), device="cpu", seed=0)
+    engine = hf_engine(tmp_path_factory.mktemp("cache"))
     engine.start()
     yield engine
     engine.stop()
@@ -24,7 +20,7 @@ def backend(tmp_path_factory):
 
 def request(ids, new=12, **kw):
     return GenerationRequest(request_id="r", prompt_token_ids=ids, max_new_tokens=new,
-                             metadata={"ignore_eos": True}, **kw)
+                             ignore_eos=True, **kw)
 
 
 def test_greedy_tokens_equal_transformers_generate(backend):
@@ -65,14 +61,15 @@ def test_sampling_is_seeded(backend):
 
 
 def test_stops_at_eos_unless_told_to_ignore_it(backend):
-    eos = backend.model_config.config_json["eos_token_id"]
-    backend._eos_ids = set(range(backend.model_config.config_json["vocab_size"]))  # every token ends
+    full = backend.generate(request([5, 6, 7], new=5)).output_token_ids
+    backend.eos_ids = frozenset({full[1]})  # a model whose end-of-sequence token is its second greedy token
     try:
         stopped = backend.generate(GenerationRequest(request_id="e", prompt_token_ids=[5, 6, 7], max_new_tokens=5))
         ignored = backend.generate(request([5, 6, 7], new=5))
     finally:
-        backend._eos_ids = {eos}
-    assert stopped.completion_tokens == 1 and ignored.completion_tokens == 5
+        del backend.eos_ids  # back to the config's
+    assert stopped.output_token_ids == full[:2] and ignored.output_token_ids == full
+    assert backend.eos_ids == {backend.model_config.config_json["eos_token_id"]}
 
 
 def test_the_cache_keyword_matches_the_installed_transformers(backend):

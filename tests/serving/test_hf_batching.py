@@ -8,11 +8,10 @@ import asyncio
 
 import numpy as np
 import pytest
-from tests.conftest import compose_config
-from hydra.utils import instantiate
 
-from context_research.serving import event_loop
 from context_research.requests import GenerationRequest
+from context_research.serving import event_loop
+from tests.conftest import aggregated, hf_engine
 
 # (prompt length, output budget): ragged prompts, ragged outputs, a one-token output
 SHAPES = [(5, 4), (17, 2), (9, 5), (30, 3), (12, 1)]
@@ -20,8 +19,7 @@ SHAPES = [(5, 4), (17, 2), (9, 5), (30, 3), (12, 1)]
 
 @pytest.fixture(scope="module")
 def engine(model_cache):
-    cfg = compose_config(["serving.max_batch_size=3", "serving.device=cpu", "serving.dtype=float32"])
-    backend = instantiate(cfg.serving, model=cfg.model, cache_dir=str(model_cache), _convert_="object")
+    backend = hf_engine(model_cache, ["serving.max_batch_size=3", "serving.dtype=float32"])
     backend.start()
     yield backend
     backend.stop()
@@ -36,7 +34,7 @@ def unbatched(engine) -> dict[str, list[int]]:
 def make_requests(ignore_eos: bool = True) -> list[GenerationRequest]:
     rng = np.random.default_rng(0)
     return [GenerationRequest(request_id=f"r{i}", prompt_token_ids=rng.integers(3, 8000, size=n).tolist(),
-                              max_new_tokens=m, metadata={"ignore_eos": ignore_eos})
+                              max_new_tokens=m, ignore_eos=ignore_eos)
             for i, (n, m) in enumerate(SHAPES)]
 
 
@@ -73,13 +71,11 @@ def test_async_worker_batches_queued_requests(engine, unbatched) -> None:
 
 
 def test_aggregated_scheduler_passes_batch_and_async_through(engine) -> None:
-    from context_research.serving.schedulers.aggregated import AggregatedScheduler
-
-    scheduler = AggregatedScheduler()
-    scheduler.bind({"aggregated": engine})
+    scheduler = aggregated(engine)
     batch = scheduler.generate_batch(make_requests()[:2])
     streamed = event_loop.run(scheduler.generate_async(make_requests()[2]))
-    assert all(r.metadata["route"] == "aggregated->aggregated" for r in [*batch, streamed])
+    assert [r.request_id for r in [*batch, streamed]] == ["r0", "r1", "r2"]
+    assert (scheduler.route_table()["route"] == "aggregated->aggregated").all()
     routed = [(entry["request_id"], entry["phase"]) for entry in scheduler.route_log()]
     assert routed == [("r0", "prefill"), ("r0", "decode"), ("r1", "prefill"), ("r1", "decode"),
                       ("r2", "prefill"), ("r2", "decode")]

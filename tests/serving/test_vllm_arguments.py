@@ -1,28 +1,23 @@
-"""Config -> vLLM arguments, without vLLM installed; strict mode refuses to run without it."""
+"""Config -> vLLM arguments, without vLLM installed; without vLLM a job stops with one line before
+anything starts, and the engine itself never runs another engine in its place."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
-from omegaconf import OmegaConf
 
 from context_research.requests import GenerationRequest
 from context_research.serving.backends.vllm import VLLMBackend, engine_arguments, engine_split, sampling_arguments
-from tests.conftest import compose_config
+from tests.conftest import HAS_VLLM, compose_config, typed
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
-
-
-def typed(overrides):
-    cfg = compose_config(["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", *overrides])
-    serving = OmegaConf.to_container(cfg.serving, resolve=True)
-    return serving, OmegaConf.to_object(cfg.model)
+def vllm_configs(overrides):
+    chosen = ["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", *overrides]
+    return typed(chosen, "serving"), typed(chosen, "model")
 
 
 def test_engine_arguments_follow_the_config():
-    serving, model = typed(["serving.gpu_memory_utilization=0.8", "serving.enforce_eager=true",
+    serving, model = vllm_configs(["serving.gpu_memory_utilization=0.8", "serving.enforce_eager=true",
                             "serving.max_num_seqs=64", "serving.kv_cache_dtype=fp8", "seed=3",
                             "serving.enable_prefix_caching=false", "serving.max_num_batched_tokens=4096",
                             "serving.enable_chunked_prefill=true", "+serving.extra_engine_args.block_size=32"])
@@ -37,7 +32,7 @@ def test_engine_arguments_follow_the_config():
 
 
 def test_defaults_leave_vllm_its_own_choices_and_pass_overrides():
-    serving, model = typed(["serving.max_model_len=8192", "serving.dtype=float16",
+    serving, model = vllm_configs(["serving.max_model_len=8192", "serving.dtype=float16",
                             "+serving.hf_overrides.max_position_embeddings=131072"])
     args = engine_arguments(serving, model, "/m", "/tok")
     assert args["tokenizer"] == "/tok" and args["skip_tokenizer_init"] is False
@@ -49,7 +44,7 @@ def test_defaults_leave_vllm_its_own_choices_and_pass_overrides():
 
 
 def test_cuda_graph_size_merges_into_the_compilation_config():
-    serving, model = typed(["serving.max_cudagraph_capture_size=1024",
+    serving, model = vllm_configs(["serving.max_cudagraph_capture_size=1024",
                             "+serving.extra_engine_args.compilation_config.mode=0"])
     args = engine_arguments(serving, model, "/m", None)
     assert args["compilation_config"] == {"mode": 0, "max_cudagraph_capture_size": 1024}
@@ -64,7 +59,7 @@ def test_e1_on_vllm_captures_the_1k_prefill_as_a_cuda_graph():
 
 def test_sampling_arguments():
     request = GenerationRequest(request_id="a", prompt_token_ids=[1, 2], max_new_tokens=9, seed=4,
-                                metadata={"ignore_eos": True})
+                                ignore_eos=True)
     assert sampling_arguments(request, detokenize=False) == {
         "max_tokens": 9, "temperature": 0.0, "top_p": 1.0, "seed": 4, "ignore_eos": True, "detokenize": False}
 
@@ -85,24 +80,16 @@ def test_engine_split_uses_the_engine_timestamps():
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
-def test_strict_fails_loudly_without_vllm(tmp_path):
-    serving, model = typed([])
-    serving.pop("_target_")
-    backend = VLLMBackend(model=model, cache_dir=str(tmp_path), **serving)
-    with pytest.raises(RuntimeError, match="vLLM cannot be imported"):
-        backend.start()
+def test_without_vllm_a_job_stops_before_anything_starts(run_launch):
+    process, root = run_launch("serving=vllm", "model.load_format=dummy", timeout=120)
+    assert process.returncode == 2
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: serving='vllm': vLLM is not installed here; on a GPU host: pip install -e '.[vllm]'"]
+    assert not list(root.glob("**/manifest.json"))  # nothing was recorded, nothing started
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
-def test_non_strict_runs_hf_and_says_so(tmp_path):
-    cfg = compose_config(["serving=vllm", "model.load_format=dummy", "serving.strict=false"])
-    serving = OmegaConf.to_container(cfg.serving, resolve=True)
-    serving.pop("_target_")
-    backend = VLLMBackend(model=OmegaConf.to_object(cfg.model), cache_dir=str(tmp_path), **serving)
-    backend.start()
-    result = backend.generate(GenerationRequest(request_id="x", prompt_token_ids=[10] * 8, max_new_tokens=3,
-                                                metadata={"ignore_eos": True}))
-    assert result.completion_tokens == 3
-    described = backend.describe()
-    assert described["engine"] == "hf" and described["fallback_from"] == "vllm"
-    assert "vllm" in described["fallback_reason"]
+def test_the_engine_never_runs_another_engine_in_its_place(tmp_path):
+    serving, model = vllm_configs([])
+    with pytest.raises(RuntimeError, match="vLLM cannot be imported.*pip install -e '.\\[vllm\\]'"):
+        VLLMBackend(serving, model, str(tmp_path)).start()

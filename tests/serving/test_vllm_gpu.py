@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import manifests
+from tests.conftest import manifests, read_summary
 
 pytestmark = pytest.mark.gpu
 
@@ -26,7 +25,7 @@ def test_a_sweep_streams_through_one_engine_with_the_engine_split(run_launch):
     assert [m["status"] for m in records] == ["completed", "completed"]
     assert records[0]["engines"]["aggregated"]["engine"] == "vllm"
     assert records[0]["engines"]["aggregated"]["kv_capacity_tokens"] > 0
-    summaries = [json.loads((Path(m["_dir"]) / "summary.json").read_text()) for m in records]
+    summaries = [read_summary(Path(m["_dir"])) for m in records]
     assert summaries[0]["engine_start_s"] > 0 and summaries[1]["engine_start_s"] == 0
     for record, summary in zip(records, summaries):
         requests = pd.read_parquet(Path(record["_dir"]) / "requests.parquet")

@@ -10,38 +10,43 @@ import os
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from context_research.app import pool_serving
-from context_research.requests import GenerationRequest, GenerationResult
 from context_research import devices
+from context_research.app import with_overrides
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.backends.vllm import engine_arguments, sampling_arguments, visible_device
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.serving.schedulers.vllm_broker import (ExampleConnectorStorage, VLLMBroker, storage_dir,
                                                              stored_tokens)
-from tests.conftest import compose_config
+from tests.conftest import hf_engine, typed
 
 QWEN3_8B_KV_BYTES_PER_TOKEN = 147_456
 
 
-def serving_of(scheduler: DisaggregatedScheduler, pool: str, overrides: list[str] = ()):
+VLLM = ["serving=vllm", "model=qwen3_8b", "model.load_format=dummy"]
+
+
+def serving_of(scheduler: DisaggregatedScheduler, pool: str):
     """The serving config `app.build_engines` builds a pool's engine from."""
-    cfg = compose_config(["serving=vllm", "model=qwen3_8b", "model.load_format=dummy", *overrides])
-    merged = pool_serving(cfg, scheduler.pools()[pool])
-    return OmegaConf.to_container(merged, resolve=True), OmegaConf.to_object(cfg.model)
+    return with_overrides(typed(VLLM, "serving"), scheduler.pools()[pool]), typed(VLLM, "model")
 
 
-def two_gpu_scheduler(tmp_path, **kw) -> DisaggregatedScheduler:
-    settings = {"prefill_device": "cuda:0", "decode_device": "cuda:1", "transfer": "connector", **kw}
-    return DisaggregatedScheduler(engine="vllm", kv_storage_dir=str(tmp_path), **settings)
+def vllm_scheduler(tmp_path, *overrides: str) -> DisaggregatedScheduler:
+    chosen = [*VLLM, "scheduler=disaggregated", f"scheduler.kv_storage_dir={tmp_path}", *overrides]
+    return DisaggregatedScheduler(typed(chosen, "scheduler"))
+
+
+def two_gpu_scheduler(tmp_path) -> DisaggregatedScheduler:
+    return vllm_scheduler(tmp_path, "scheduler.prefill_device=cuda:0", "scheduler.decode_device=cuda:1",
+                          "scheduler.transfer=connector")
 
 
 def test_pools_join_two_gpus_with_the_example_connector(tmp_path):
     scheduler = two_gpu_scheduler(tmp_path)
     prefill, model = serving_of(scheduler, "prefill")
     decode, _ = serving_of(scheduler, "decode")
-    assert prefill["device"] == "cuda:0" and decode["device"] == "cuda:1"
+    assert prefill.device == "cuda:0" and decode.device == "cuda:1"
     args = engine_arguments(prefill, model, "/m", None)
     assert args["kv_transfer_config"] == {"kv_connector": "ExampleConnector", "kv_role": "kv_producer",
                                           "kv_connector_extra_config": {"shared_storage_path": str(tmp_path)}}
@@ -54,12 +59,12 @@ def test_pools_join_two_gpus_with_the_example_connector(tmp_path):
 
 
 def test_one_gpu_shares_the_device_and_splits_its_memory(tmp_path):
-    scheduler = DisaggregatedScheduler(engine="vllm", prefill_device="cuda:0", transfer="simulated",
-                                       kv_storage_dir=str(tmp_path), shared_device_memory_utilization=0.4)
+    scheduler = vllm_scheduler(tmp_path, "scheduler.prefill_device=cuda:0", "scheduler.transfer=simulated",
+                               "scheduler.shared_device_memory_utilization=0.4")
     prefill, _ = serving_of(scheduler, "prefill")
     decode, _ = serving_of(scheduler, "decode")
-    assert prefill["device"] == decode["device"] == "cuda:0"
-    assert prefill["gpu_memory_utilization"] == decode["gpu_memory_utilization"] == 0.4
+    assert prefill.device == decode.device == "cuda:0"
+    assert prefill.gpu_memory_utilization == decode.gpu_memory_utilization == 0.4
 
 
 def test_kv_transfer_params_ride_on_the_sampling_parameters():
@@ -128,11 +133,10 @@ def result(request_id, tokens, times, dispatch, **metadata) -> GenerationResult:
 
 
 def test_the_client_sees_the_prefill_token_first_and_the_decode_engine_after(tmp_path):
-    model = OmegaConf.to_object(compose_config(["model=qwen3_8b"]).model)
     storage = ExampleConnectorStorage(tmp_path, block_size=16)
     prompt = list(range(2000, 2000 + 100))
     write_connector_folder(storage, prompt, layers=36, heads=8, head_dim=128)
-    prefill_engine = type("Engine", (), {"model_config": model, "tokenizer": None})()
+    prefill_engine = hf_engine(tmp_path, ["model=qwen3_8b"])  # unstarted: the broker needs its tokenizer (none)
     broker = VLLMBroker(prefill_engine, None, storage, label=lambda r: r, on_decode=lambda rid: None,
                         simulated=False, link_bandwidth_gb_s=400.0, kv_bytes_per_token=QWEN3_8B_KV_BYTES_PER_TOKEN)
     request = GenerationRequest(request_id="r", prompt_token_ids=prompt, max_new_tokens=4)

@@ -53,7 +53,7 @@ def test_synthetic_requests_share_exactly_the_prefix() -> None:
         assert 40 <= len(request.prompt_token_ids) <= 60 and 3 <= request.max_new_tokens <= 9
         assert request.prompt_token_ids[:16] == prefix
         assert all(10 <= t < 8000 for t in request.prompt_token_ids)
-        assert request.metadata["ignore_eos"]
+        assert request.ignore_eos
     # beyond the shared prefix the prompts differ at once
     assert len({r.prompt_token_ids[16] for r in made}) > 1
     assert len({len(r.prompt_token_ids) for r in made}) > 1

@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from context_research.benchmarks.base import BenchmarkOutcome
+from context_research.metrics.schema import TaskSection
+
 BIN_EDGES = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 Aggregate = Callable[[pd.DataFrame], float]
@@ -53,20 +56,21 @@ def quality_under_budget(samples: pd.DataFrame, aggregate: Aggregate) -> list[di
 
 
 def capability_outcome(samples: pd.DataFrame, aggregate: Aggregate, sample_ids: dict[str, list[str]],
-                       context_len: int | None, max_model_len: int, expected: int) -> dict[str, Any]:
+                       context_len: int | None, max_model_len: int, expected: int,
+                       **figures: Any) -> BenchmarkOutcome:
     """What a capability job adds to summary.json: per-task scores, their mean, the sample ids, the
-    quality-under-budget table and checks that every sample was scored within the model's length."""
+    quality-under-budget table (and the task's own `figures`), and checks that every sample was
+    scored within the model's length."""
     task_scores = {task: aggregate(group) for task, group in samples.groupby("task", sort=True)}
     sequence = samples["prompt_tokens"] + samples["completion_tokens"]
-    return {
-        "task_scores": task_scores,
-        "score": sum(task_scores.values()) / len(task_scores) if task_scores else math.nan,
-        "n_samples": int(len(samples)),
-        "sample_ids": sample_ids,
-        "context_len": context_len,
-        "quality_vs_budget": quality_under_budget(samples, aggregate) if len(samples) else [],
-        "checks": {
-            "all_samples_scored": bool(len(samples) == expected and samples["score"].notna().all()),
-            "within_max_model_len": bool((sequence <= max_model_len).all()),
-        },
-    }
+    return BenchmarkOutcome(
+        checks={"all_samples_scored": bool(len(samples) == expected and samples["score"].notna().all()),
+                "within_max_model_len": bool((sequence <= max_model_len).all())},
+        sections=[TaskSection(figures={
+            "task_scores": task_scores,
+            "score": sum(task_scores.values()) / len(task_scores) if task_scores else math.nan,
+            "n_samples": int(len(samples)),
+            "sample_ids": sample_ids,
+            "context_len": context_len,
+            "quality_vs_budget": quality_under_budget(samples, aggregate) if len(samples) else [],
+            **figures})])

@@ -14,9 +14,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from context_research.benchmarks.base import Observer
+from context_research.metrics.phases import MEASURE
 from context_research.requests import GenerationRequest
 
-MEASURE = "measure"
 
 
 @dataclass
@@ -69,6 +69,6 @@ def generate_and_score(backend: Any, prompts: list[TaskPrompt], observe: Observe
         rows.append({"task": prompt.task, "sample_id": prompt.sample_id, "score": value,
                      "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                      "ttft_ms": result.ttft_ms,
-                     "e2e_ms": (result.last_token_time - result.dispatch_time) * 1e3,
+                     "e2e_ms": result.e2e_ms,
                      "prediction": result.text, "references": prompt.references})
     return pd.DataFrame(rows)

@@ -15,14 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from context_research.benchmarks.base import Observer
+from context_research.benchmarks.base import BenchmarkOutcome, BenchmarkTask, Observer
 from context_research.benchmarks.capability.budget import capability_outcome, percent_of_mean
 from context_research.benchmarks.capability.generation import TaskPrompt, TaskPrompts, generate_and_score
 from context_research.benchmarks.capability.longbench_metrics import score_sample
 from context_research.benchmarks.capability.longbench_spec import (DATASET2MAXLEN, DATASET2PROMPT,
                                                                    NO_CHAT_TEMPLATE, base_task)
-from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.subsets import load_jsonl, seeded_subset
+from context_research.serving.prompting import PromptEncoder
 
 
 def build_prompt(encoder: PromptEncoder, task: str, row: dict[str, Any], context_len: int | None) -> TaskPrompt:
@@ -49,21 +49,18 @@ def build_prompt(encoder: PromptEncoder, task: str, row: dict[str, Any], context
                                 "truncated": truncated != text, "chat_template": chat and encoder.has_chat_template})
 
 
-class LongBenchTask:
-    """BenchmarkTask `longbench`."""
+class LongBenchTask(BenchmarkTask):
+    """BenchmarkTask `longbench` (config: LongBenchConfig)."""
 
-    def __init__(self, model: Any, data_dir: str, tasks: list[str], num_samples: int = 4, seed: int = 0,
-                 context_len: int | None = None, cache_dir: str | None = None, max_model_len: int | None = None,
-                 name: str = "longbench") -> None:
-        self.name = name
-        self.model = model
-        self.data_dir = Path(data_dir)
-        self.tasks = list(tasks)
-        self.num_samples = num_samples
-        self.seed = seed
-        self.context_len = context_len
-        self.cache_dir = Path(cache_dir) / "datasets" if cache_dir else None
-        self.max_model_len = int(max_model_len or model.max_model_len)
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.data_dir = Path(config.data_dir)
+        self.tasks = list(config.tasks)
+        self.num_samples = config.num_samples
+        self.seed = config.seed
+        self.context_len = config.context_len
+        self.cache_dir = Path(config.cache_dir) / "datasets" if config.cache_dir else None
+        self.max_model_len = int(config.max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> TaskPrompts:
         """The subset of every task (LongBench ships only a test split: `split` names nothing else)."""
@@ -75,7 +72,7 @@ class LongBenchTask:
             prompts.extend(build_prompt(encoder, task, row, self.context_len) for row in rows)
         return TaskPrompts(prompts)
 
-    def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> dict[str, Any]:
+    def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> BenchmarkOutcome:
         def score(prompt: TaskPrompt, text: str) -> float:
             return score_sample(prompt.task, text, prompt.references["answers"], prompt.references["all_classes"])
 

@@ -20,11 +20,11 @@ import pandas as pd
 from datasets import Dataset
 from tqdm import tqdm
 
-from context_research.benchmarks.base import Observer
+from context_research.benchmarks.base import BenchmarkOutcome, BenchmarkTask, Observer
 from context_research.benchmarks.capability.budget import capability_outcome
-from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.subsets import seeded_subset
 from context_research.requests import GenerationRequest
+from context_research.serving.prompting import PromptEncoder
 
 TASK = "pg19"
 
@@ -76,21 +76,18 @@ def pooled_perplexity(samples: pd.DataFrame) -> float:
     return float(math.exp(samples["nll"].sum() / samples["scored_tokens"].sum()))
 
 
-class PG19Task:
+class PG19Task(BenchmarkTask):
     """BenchmarkTask `pg19`."""
 
-    def __init__(self, model: Any, data_dir: str, context_len: int = 4096, stride: int | None = None,
-                 num_samples: int = 4, seed: int = 0, max_doc_tokens: int | None = None,
-                 max_model_len: int | None = None, name: str = "pg19") -> None:
-        self.name = name
-        self.model = model
-        self.data_dir = Path(data_dir)
-        self.context_len = context_len
-        self.stride = stride or context_len // 2
-        self.num_samples = num_samples
-        self.seed = seed
-        self.max_doc_tokens = max_doc_tokens
-        self.max_model_len = int(max_model_len or model.max_model_len)
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.data_dir = Path(config.data_dir)
+        self.context_len = config.context_len
+        self.stride = config.stride or config.context_len // 2
+        self.num_samples = config.num_samples
+        self.seed = config.seed
+        self.max_doc_tokens = config.max_doc_tokens
+        self.max_model_len = int(config.max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> BookWindows:
         files = sorted((self.data_dir / split).glob("*.txt"))
@@ -108,9 +105,7 @@ class PG19Task:
             raise ValueError(f"the PG19 books chosen from {self.data_dir / split} hold no text to score")
         return BookWindows(windows, list(books["book_id"]))
 
-    def evaluate(self, backend: Any, samples: BookWindows, observe: Observer) -> dict[str, Any]:
-        if not hasattr(backend, "prompt_logprobs"):
-            raise TypeError(f"scheduler {backend.name!r} cannot score prompts (no prompt_logprobs)")
+    def evaluate(self, backend: Any, samples: BookWindows, observe: Observer) -> BenchmarkOutcome:
         rows = []
         for window in tqdm(samples.windows, desc=self.name, unit="window", leave=False):
             result = backend.prompt_logprobs(window.request())
@@ -123,12 +118,10 @@ class PG19Task:
             rows.append({"task": TASK, "sample_id": window.book_id, "window": window.index, "score": perplexity,
                          "nll": nll, "scored_tokens": len(logprobs), "prompt_tokens": result.prompt_tokens,
                          "completion_tokens": result.completion_tokens, "ttft_ms": result.ttft_ms,
-                         "e2e_ms": (result.last_token_time - result.dispatch_time) * 1e3})
+                         "e2e_ms": result.e2e_ms})
         frame = pd.DataFrame(rows)
-        outcome = capability_outcome(frame, pooled_perplexity, {TASK: samples.book_ids}, self.context_len,
-                                     self.max_model_len, expected=len(samples.windows))
-        outcome.update(
-            score_name="perplexity (lower is better)", stride=self.stride,
+        return capability_outcome(
+            frame, pooled_perplexity, {TASK: samples.book_ids}, self.context_len, self.max_model_len,
+            expected=len(samples.windows), score_name="perplexity (lower is better)", stride=self.stride,
             scored_tokens=int(frame["scored_tokens"].sum()) if len(frame) else 0,
             book_perplexity={book: pooled_perplexity(group) for book, group in frame.groupby("sample_id")})
-        return outcome

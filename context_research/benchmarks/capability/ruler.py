@@ -14,14 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from context_research.benchmarks.base import Observer
+from context_research.benchmarks.base import BenchmarkOutcome, BenchmarkTask, Observer
 from context_research.benchmarks.capability.budget import capability_outcome
 from context_research.benchmarks.capability.generation import TaskPrompt, TaskPrompts, generate_and_score
-from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.ruler_metrics import (postprocess_pred, sample_match_all,
                                                                string_match_all)
 from context_research.benchmarks.capability.ruler_spec import needs_essay
 from context_research.benchmarks.capability.ruler_synthesis import Rendered, TaskSynthesizer, read_essay_words
+from context_research.serving.prompting import PromptEncoder
 
 
 def synthesize(encoder: PromptEncoder, tasks: list[str], context_len: int, num_samples: int, seed: int,
@@ -54,19 +54,17 @@ def official_score(samples: pd.DataFrame) -> float:
     return string_match_all([postprocess_pred(p) for p in samples["prediction"]], list(samples["references"]))
 
 
-class RulerTask:
-    """BenchmarkTask `ruler`."""
+class RulerTask(BenchmarkTask):
+    """BenchmarkTask `ruler` (config: RulerConfig)."""
 
-    def __init__(self, model: Any, tasks: list[str], context_len: int = 4096, num_samples: int = 4, seed: int = 0,
-                 essay_file: str | None = None, max_model_len: int | None = None, name: str = "ruler") -> None:
-        self.name = name
-        self.model = model
-        self.tasks = list(tasks)
-        self.context_len = context_len
-        self.num_samples = num_samples
-        self.seed = seed
-        self.essay_file = essay_file
-        self.max_model_len = int(max_model_len or model.max_model_len)
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.tasks = list(config.tasks)
+        self.context_len = config.context_len
+        self.num_samples = config.num_samples
+        self.seed = config.seed
+        self.essay_file = config.essay_file
+        self.max_model_len = int(config.max_model_len or model.max_model_len)
 
     def load(self, split: str = "test") -> TaskPrompts:
         """Synthesised samples (RULER has no splits: every seed is a fresh set)."""
@@ -74,7 +72,7 @@ class RulerTask:
         return TaskPrompts(synthesize(encoder, self.tasks, self.context_len, self.num_samples, self.seed,
                                       self.essay_file))
 
-    def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> dict[str, Any]:
+    def evaluate(self, backend: Any, samples: TaskPrompts, observe: Observer) -> BenchmarkOutcome:
         def score(prompt: TaskPrompt, text: str) -> float:
             return sample_match_all(text, prompt.references)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from context_research.profiling.memory import InProcessMemory
 from context_research.requests import GenerationRequest, GenerationResult
-from context_research.serving.prompting import encode_prompt
+from context_research.serving.backends.base import ServingBackend
 
 LOGPROB_CHUNK = 4096  # prompt positions log-softmaxed at once (bounds the float32 copy of the logits)
 
@@ -36,23 +36,15 @@ class PrefillState:
     prompt_tokens: int
 
 
-class HFBackend:
-    """Engine `hf`. Built from the model config (seeded random weights) or `model.path`."""
+class HFBackend(ServingBackend):
+    """Engine `hf` (config: HFServingConfig). Built from the model config (seeded random weights) or
+    `model.path`."""
 
-    def __init__(self, model: Any, cache_dir: str = ".cache/context_research", device: str = "auto",
-                 dtype: str = "auto", attn_implementation: str = "sdpa", max_batch_size: int = 16,
-                 seed: int = 0, engine: str = "hf") -> None:
-        self.model_config = model
-        self.cache_dir = cache_dir
-        self.device_name = device
-        self.dtype_name = dtype
-        self.attn_implementation = attn_implementation
-        self.max_batch_size = max_batch_size
-        self.seed = seed
-        self.engine = engine
-        self.engine_key = ""
+    def __init__(self, config: Any, model: Any, cache_dir: str) -> None:
+        super().__init__(config, model, cache_dir)
+        self.max_batch_size = config.max_batch_size
+        self.seed = config.seed
         self.model = None
-        self.tokenizer = None
         self._queue: queue.Queue | None = None
         self._worker: threading.Thread | None = None
 
@@ -62,27 +54,22 @@ class HFBackend:
 
         from context_research.serving.model_source import build_hf_model, load_tokenizer
 
-        if self.device_name == "auto":
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(self.device_name)
-        if self.dtype_name == "auto":
-            name = self.model_config.dtype if self.device.type == "cuda" else "float32"
-        else:
-            name = self.dtype_name
-        self.dtype = getattr(torch, name)
+        device, dtype = self.config.device, self.config.dtype
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if dtype == "auto":
+            dtype = self.model_config.dtype if self.device.type == "cuda" else "float32"
+        self.dtype = getattr(torch, dtype)
         self.memory = InProcessMemory(self.device)
+        self.memory_phases = self.memory.phases
         self.memory.reset_peaks()
         self.model = build_hf_model(self.model_config, self.cache_dir, str(self.device), self.dtype,
-                                    self.seed, self.attn_implementation)
+                                    self.seed, self.config.attn_implementation)
         self.tokenizer = load_tokenizer(self.model_config)
         # transformers 5.17 calls the cache `past_key_values`; later 5.x releases call it `cache`
         params = inspect.signature(self.model.forward).parameters
         self._cache_keyword = "cache" if "cache" in params else "past_key_values"
         self.memory.watch(self.model, self._cache_keyword)
         self.memory.close_phase("load")
-        eos = self.model_config.config_json.get("eos_token_id")
-        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -101,19 +88,15 @@ class HFBackend:
 
     def warmup(self) -> None:
         """One short request, so kernels and allocator pools are ready before measuring."""
-        self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[5] * 8,
-                                        max_new_tokens=2, metadata={"ignore_eos": True}))
+        self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[5] * 8, max_new_tokens=2,
+                                        ignore_eos=True))
         self.memory.close_phase("warmup")
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "attn_implementation": self.attn_implementation, "cache_keyword": self._cache_keyword}
+                "attn_implementation": self.config.attn_implementation, "cache_keyword": self._cache_keyword}
 
     # memory (profiling/memory.py): torch peaks per phase, parameter and KV cache bytes -------
-    @property
-    def memory_phases(self) -> dict[str, dict[str, Any]]:
-        return self.memory.phases
-
     def reset_memory_peaks(self) -> None:
         self.memory.reset_peaks()
 
@@ -121,25 +104,23 @@ class HFBackend:
         return self.memory.report()
 
     # requests --------------------------------------------------------------------------------
-    def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """Token ids of the prompt: as given, or the chat-templated text (thinking off)."""
-        return encode_prompt(self.tokenizer, request, self.model_config.chat_template_kwargs)
-
     def _forward(self, input_ids, cache):
         return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
                           **{self._cache_keyword: cache})
 
     def _pick(self, logits, request: GenerationRequest, generator):
+        """The next token: greedy at temperature 0, else sampled after transformers' temperature and
+        top-p warpers (the logits processors its `generate` uses)."""
         import torch
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
         if request.temperature <= 0:
             return logits[:, -1].argmax(dim=-1, keepdim=True)
-        probs = torch.softmax(logits[:, -1].float() / request.temperature, dim=-1)
+        warpers = LogitsProcessorList([TemperatureLogitsWarper(request.temperature)])
         if request.top_p < 1.0:
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
-            keep = sorted_probs.cumsum(dim=-1) - sorted_probs < request.top_p
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
-        return torch.multinomial(probs, 1, generator=generator)
+            warpers.append(TopPLogitsWarper(request.top_p))
+        scores = warpers(None, logits[:, -1].float())
+        return torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)
 
     def _generator(self, request: GenerationRequest):
         import torch
@@ -169,32 +150,27 @@ class HFBackend:
         import torch
 
         generator = self._generator(request)
-        ignore_eos = bool(request.metadata.get("ignore_eos", False))
         token = state.next_token.to(self.device)
         tokens = [int(token.item())]
         times = [first_time]
         with torch.inference_mode():
-            while len(tokens) < request.max_new_tokens and (ignore_eos or tokens[-1] not in self._eos_ids):
+            while not self.finished(request, tokens):
                 logits = self._forward(token, state.cache).logits
                 token = self._pick(logits, request, generator)
                 tokens.append(int(token.item()))
                 times.append(time.perf_counter())
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True) if self.tokenizer else ""
-        return GenerationResult(
-            request_id=request.request_id, text=text, prompt_tokens=state.prompt_tokens,
-            completion_tokens=len(tokens), output_token_ids=tokens, dispatch_time=dispatch_time,
-            first_token_time=times[0], last_token_time=times[-1], token_times=times,
-            arrival_time=request.arrival_time, metadata={})
+        return GenerationResult.from_outputs(request, state.prompt_tokens, tokens, times, dispatch_time,
+                                             text=self._decode(tokens))
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True) if self.tokenizer else ""
 
     def prefill(self, request: GenerationRequest) -> GenerationResult:
         """Prompt only: the first token, with the KV cache in `metadata['prefill_state']`."""
         dispatch = time.perf_counter()
         state, first = self.prefill_state(request, self.prompt_ids(request))
-        token = int(state.next_token.item())
-        return GenerationResult(
-            request_id=request.request_id, text="", prompt_tokens=state.prompt_tokens, completion_tokens=1,
-            output_token_ids=[token], dispatch_time=dispatch, first_token_time=first, last_token_time=first,
-            token_times=[first], arrival_time=request.arrival_time, metadata={"prefill_state": state})
+        return GenerationResult.from_outputs(request, state.prompt_tokens, [int(state.next_token.item())], [first],
+                                             dispatch, metadata={"prefill_state": state})
 
     def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
         """Prefill that also scores the prompt (the `ServingBackend.prompt_logprobs` contract): all
@@ -212,11 +188,8 @@ class HFBackend:
                 targets = input_ids[0, start + 1:start + 1 + LOGPROB_CHUNK, None]
                 scored.extend(chunk[:len(targets)].gather(-1, targets)[:, 0].tolist())
             token = int(self._pick(logits[None, -1:], request, self._generator(request)).item())
-        first = time.perf_counter()
-        return GenerationResult(
-            request_id=request.request_id, text="", prompt_tokens=len(ids), completion_tokens=1,
-            output_token_ids=[token], dispatch_time=dispatch, first_token_time=first, last_token_time=first,
-            token_times=[first], arrival_time=request.arrival_time, metadata={"prompt_logprobs": scored})
+        return GenerationResult.from_outputs(request, len(ids), [token], [time.perf_counter()], dispatch,
+                                             metadata={"prompt_logprobs": scored})
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         ids = self.prompt_ids(request)
@@ -267,9 +240,7 @@ class HFBackend:
                 for row, (index, token) in enumerate(zip(running, values)):
                     tokens[index].append(int(token))
                     times[index].append(now)
-                    request = requests[index]
-                    ignore_eos = bool(request.metadata.get("ignore_eos", False))
-                    if len(tokens[index]) < request.max_new_tokens and (ignore_eos or token not in self._eos_ids):
+                    if not self.finished(requests[index], tokens[index]):
                         keep.append(row)
                 if not keep:
                     break
@@ -282,13 +253,9 @@ class HFBackend:
                 positions = positions[:, -1:] + 1
                 logits = self.model(input_ids=picked, attention_mask=mask, position_ids=positions,
                                     use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}).logits
-        return [GenerationResult(
-            request_id=request.request_id,
-            text=self.tokenizer.decode(tokens[i], skip_special_tokens=True) if self.tokenizer else "",
-            prompt_tokens=len(prompts[i]), completion_tokens=len(tokens[i]), output_token_ids=tokens[i],
-            dispatch_time=dispatch, first_token_time=times[i][0], last_token_time=times[i][-1],
-            token_times=times[i], arrival_time=request.arrival_time, metadata={"batch_size": len(requests)})
-            for i, request in enumerate(requests)]
+        return [GenerationResult.from_outputs(request, len(prompts[i]), tokens[i], times[i], dispatch,
+                                              text=self._decode(tokens[i]), metadata={"batch_size": len(requests)})
+                for i, request in enumerate(requests)]
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """An offline batch: `max_batch_size` requests at a time, in order."""

@@ -10,8 +10,8 @@ frontend_ttft. A stat logger records every engine step (running, waiting, KV usa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import dataclasses
 import gc
 import itertools
 import logging
@@ -22,30 +22,30 @@ from typing import Any
 
 from context_research import devices
 from context_research.profiling.memory import combine_worker_reports, unavailable_report
+from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving import event_loop
 from context_research.serving.backends import vllm_memory
-from context_research.requests import GenerationRequest, GenerationResult
+from context_research.serving.backends.base import ServingBackend
 from context_research.serving.model_source import load_tokenizer, materialize_config_dir
-from context_research.serving.prompting import encode_prompt
 
 log = logging.getLogger(__name__)
 
 OPTIONAL_ENGINE_ARGS = ("enable_chunked_prefill", "max_num_batched_tokens", "max_num_seqs", "enable_prefix_caching")
 
 
-def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, tokenizer_dir: str | None) -> dict[str, Any]:
-    """vLLM EngineArgs keywords from the serving and model configs (pure: testable without vLLM)."""
+def engine_arguments(settings: Any, model: Any, model_dir: str, tokenizer_dir: str | None) -> dict[str, Any]:
+    """vLLM EngineArgs keywords from the typed serving and model configs (pure: testable without vLLM)."""
     args: dict[str, Any] = {
         "model": str(model_dir),
         "tokenizer": tokenizer_dir,
         "skip_tokenizer_init": tokenizer_dir is None,
-        "dtype": model.dtype if settings.get("dtype", "auto") == "auto" else settings["dtype"],
-        "max_model_len": settings.get("max_model_len") or model.max_model_len,
-        "gpu_memory_utilization": settings.get("gpu_memory_utilization", 0.9),
-        "enforce_eager": settings.get("enforce_eager", False),
-        "kv_cache_dtype": settings.get("kv_cache_dtype", "auto"),
-        "tensor_parallel_size": settings.get("tensor_parallel_size", 1),
-        "seed": settings.get("seed", 0),
+        "dtype": model.dtype if settings.dtype == "auto" else settings.dtype,
+        "max_model_len": settings.max_model_len or model.max_model_len,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "enforce_eager": settings.enforce_eager,
+        "kv_cache_dtype": settings.kv_cache_dtype,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "seed": settings.seed,
         "load_format": "dummy" if model.load_format == "dummy" else "auto",
         "disable_log_stats": False,
         # memory accounting read in the worker process by collective_rpc (backends/vllm_memory.py)
@@ -54,17 +54,17 @@ def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, token
     if tokenizer_dir is None:
         del args["tokenizer"]
     for key in OPTIONAL_ENGINE_ARGS:
-        if settings.get(key) is not None:
-            args[key] = settings[key]
+        if getattr(settings, key) is not None:
+            args[key] = getattr(settings, key)
     if args.get("enable_chunked_prefill") is False and "max_num_batched_tokens" not in args:
         args["max_num_batched_tokens"] = args["max_model_len"]  # without chunking a step holds a whole prompt
-    overrides = {**dict(model.hf_overrides), **dict(settings.get("hf_overrides") or {})}
+    overrides = {**dict(model.hf_overrides), **dict(settings.hf_overrides)}
     if overrides:
         args["hf_overrides"] = overrides
-    extra = dict(settings.get("extra_engine_args") or {})
-    if settings.get("max_cudagraph_capture_size") is not None:  # merged into any compilation_config given
+    extra = dict(settings.extra_engine_args)
+    if settings.max_cudagraph_capture_size is not None:  # merged into any compilation_config given
         extra["compilation_config"] = {**dict(extra.get("compilation_config") or {}),
-                                       "max_cudagraph_capture_size": settings["max_cudagraph_capture_size"]}
+                                       "max_cudagraph_capture_size": settings.max_cudagraph_capture_size}
     args.update(extra)
     return args
 
@@ -72,8 +72,7 @@ def engine_arguments(settings: dict[str, Any], model: Any, model_dir: str, token
 def sampling_arguments(request: GenerationRequest, detokenize: bool) -> dict[str, Any]:
     """SamplingParams keywords for one request (greedy at temperature 0)."""
     args = {"max_tokens": request.max_new_tokens, "temperature": request.temperature, "top_p": request.top_p,
-            "seed": request.seed, "ignore_eos": bool(request.metadata.get("ignore_eos", False)),
-            "detokenize": detokenize}
+            "seed": request.seed, "ignore_eos": request.ignore_eos, "detokenize": detokenize}
     if request.metadata.get("prompt_logprobs") is not None:
         args["prompt_logprobs"] = request.metadata["prompt_logprobs"]
     if request.metadata.get("kv_transfer_params") is not None:  # read by the engine's KV connector
@@ -149,51 +148,37 @@ def visible_device(device: str | None):
                 os.environ[devices.VARIABLE] = before
 
 
-class VLLMBackend:
-    """Engine `vllm`. `strict` (default): fail loudly when vLLM is missing; otherwise run the
-    hf engine in its place, recorded as such in `describe()` and the manifest."""
+class VLLMBackend(ServingBackend):
+    """Engine `vllm` (config: VLLMServingConfig): AsyncLLM (`interface: async`) or LLM (`offline`)."""
 
     _ids = itertools.count()
 
-    def __init__(self, model: Any, cache_dir: str = ".cache/context_research", engine: str = "vllm",
-                 interface: str = "async", strict: bool = True, **engine_settings: Any) -> None:
-        self.model_config = model
-        self.cache_dir = cache_dir
-        self.interface = interface
-        self.strict = strict
-        self.settings = engine_settings
-        self.engine_key = ""
+    def __init__(self, config: Any, model: Any, cache_dir: str) -> None:
+        super().__init__(config, model, cache_dir)
+        self.interface = config.interface
         self.llm = None  # vllm.LLM (interface=offline)
         self.engine = None  # vllm AsyncLLM (interface=async)
-        self.tokenizer = None
-        self.fallback = None
-        self.fallback_reason: str | None = None
         self.step_samples: list[dict[str, Any]] = []
         self.engine_args: dict[str, Any] = {}
-        self.memory_phases: dict[str, dict[str, Any]] = {}  # load, warmup: read in the worker
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         try:
             import vllm  # noqa: F401
         except ImportError as error:
-            if self.strict:
-                raise RuntimeError(f"serving=vllm: vLLM cannot be imported ({error}). Install vllm 0.26 on a GPU "
-                                   "host (pip install -e '.[vllm]'); serving.strict=false would run the hf "
-                                   "engine instead") from error
-            self._start_fallback(f"{type(error).__name__}: {error}")
-            return
+            raise RuntimeError(f"serving=vllm: vLLM cannot be imported ({error}); install it on a GPU host: "
+                               "pip install -e '.[vllm]'") from error
         model_dir = materialize_config_dir(self.model_config, self.cache_dir)
         self.tokenizer = load_tokenizer(self.model_config)
         tokenizer_dir = self.model_config.tokenizer or self.model_config.path
-        self.engine_args = engine_arguments(self.settings, self.model_config, str(model_dir),
+        self.engine_args = engine_arguments(self.config, self.model_config, str(model_dir),
                                             str(tokenizer_dir) if tokenizer_dir else None)
         args = dict(self.engine_args)
         if isinstance(args.get("kv_transfer_config"), dict):
             from vllm.config import KVTransferConfig
 
             args["kv_transfer_config"] = KVTransferConfig(**args["kv_transfer_config"])
-        with visible_device(self.settings.get("device")):
+        with visible_device(self.config.device):
             if self.interface == "offline":
                 from vllm import LLM
 
@@ -209,19 +194,7 @@ class VLLMBackend:
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args),
                                                 stat_loggers=[_step_logger_factory(self.step_samples)])
 
-    def _start_fallback(self, reason: str) -> None:
-        from context_research.serving.backends.hf import HFBackend
-
-        log.warning("vLLM unavailable (%s): serving.strict=false, running the hf engine instead", reason)
-        self.fallback_reason = reason
-        self.fallback = HFBackend(model=self.model_config, cache_dir=self.cache_dir,
-                                  seed=self.settings.get("seed", 0))
-        self.fallback.start()
-        self.memory_phases = self.fallback.memory_phases
-
     def stop(self) -> None:
-        if self.fallback is not None:
-            self.fallback.stop()
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None
@@ -239,25 +212,27 @@ class VLLMBackend:
 
     def warmup(self) -> None:
         """A short request through the same path as the measured ones (compiles, fills graphs)."""
-        if self.fallback is not None:
-            self.fallback.warmup()
-            return
-        self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[100] * 16,
-                                        max_new_tokens=4, metadata={"ignore_eos": True}))
+        self.generate(GenerationRequest(request_id="engine-warmup", prompt_token_ids=[100] * 16, max_new_tokens=4,
+                                        ignore_eos=True))
         self._close_memory_phase("warmup")
 
+    def _cache_config(self) -> Any:
+        config = self.engine.vllm_config if self.engine is not None else self.llm.llm_engine.vllm_config
+        return config
+
+    def kv_capacity_tokens(self) -> int:
+        cache = self._cache_config().cache_config
+        return (cache.num_gpu_blocks or 0) * cache.block_size
+
     def describe(self) -> dict[str, Any]:
-        if self.fallback is not None:
-            return {**self.fallback.describe(), "fallback_from": "vllm", "fallback_reason": self.fallback_reason}
         from importlib.metadata import version
 
-        config = self.engine.vllm_config if self.engine is not None else self.llm.llm_engine.vllm_config
+        config = self._cache_config()
         cache = config.cache_config
-        blocks = cache.num_gpu_blocks or 0
         return {"engine": "vllm", "vllm_version": version("vllm"), "interface": self.interface,
                 "engine_args": {k: v for k, v in self.engine_args.items() if k != "model"},
-                "block_size": cache.block_size, "num_gpu_blocks": blocks,
-                "kv_capacity_tokens": blocks * cache.block_size,
+                "block_size": cache.block_size, "num_gpu_blocks": cache.num_gpu_blocks or 0,
+                "kv_capacity_tokens": self.kv_capacity_tokens(),
                 "max_model_len": config.model_config.max_model_len}
 
     # memory ----------------------------------------------------------------------------------
@@ -269,9 +244,6 @@ class VLLMBackend:
 
     def reset_memory_peaks(self) -> None:
         """Restart the worker's torch peak statistics (the start of a phase)."""
-        if self.fallback is not None:
-            self.fallback.reset_memory_peaks()
-            return
         try:
             self._worker_rpc(vllm_memory.RESET)
         except Exception as error:  # the report then says memory is unavailable; the job goes on
@@ -279,8 +251,6 @@ class VLLMBackend:
 
     def memory_report(self) -> dict[str, Any]:
         """The workers' memory figures (profiling/memory.py), bytes summed over ranks."""
-        if self.fallback is not None:
-            return self.fallback.memory_report()
         try:
             return combine_worker_reports(self._worker_rpc(vllm_memory.REPORT))
         except Exception as error:
@@ -294,8 +264,7 @@ class VLLMBackend:
     def _prompt(self, request: GenerationRequest):
         from vllm.inputs import TokensPrompt
 
-        ids = encode_prompt(self.tokenizer, request, self.model_config.chat_template_kwargs)
-        return TokensPrompt(prompt_token_ids=ids)
+        return TokensPrompt(prompt_token_ids=self.prompt_ids(request))
 
     def _params(self, request: GenerationRequest, stream: bool):
         from vllm import SamplingParams
@@ -311,14 +280,10 @@ class VLLMBackend:
         last token timestamps are known (offline batches); `prompt_logprobs` as vLLM gives them
         (None, then per position a dict token id -> Logprob), turned into the contract's floats."""
         completion = output.outputs[0]
-        first, last = first_last or (times[0], times[-1])
-        result = GenerationResult(
-            request_id=request.request_id, text=completion.text or "", prompt_tokens=len(output.prompt_token_ids),
-            completion_tokens=len(token_ids), output_token_ids=token_ids, dispatch_time=dispatch,
-            first_token_time=first, last_token_time=last, token_times=times,
-            arrival_time=request.arrival_time,
-            metadata={"num_cached_tokens": output.num_cached_tokens or 0,
-                      "finish_reason": completion.finish_reason})
+        result = GenerationResult.from_outputs(
+            request, len(output.prompt_token_ids), token_ids, times, dispatch, text=completion.text or "",
+            metadata={"num_cached_tokens": output.num_cached_tokens or 0, "finish_reason": completion.finish_reason},
+            first_last=first_last)
         if output.kv_transfer_params is not None:  # what the KV connector hands to the decode side
             result.metadata["kv_transfer_params"] = output.kv_transfer_params
         streamed = self.interface == "async"
@@ -331,8 +296,6 @@ class VLLMBackend:
 
     async def generate_async(self, request: GenerationRequest) -> GenerationResult:
         """Streamed: each output's arrival is stamped as the client sees it."""
-        if self.fallback is not None:
-            return await self.fallback.generate_async(request)
         if self.engine is None:
             raise RuntimeError("generate_async needs serving.interface=async")
         prompt, params = self._prompt(request), self._params(request, stream=True)
@@ -354,21 +317,15 @@ class VLLMBackend:
         return self._result(request, final, token_ids, times, dispatch, prompt_logprobs=prompt_logprobs)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
-        if self.fallback is not None:
-            return self.fallback.generate(request)
         if self.engine is not None:
-            return event_loop.run(self.generate_async(request))
+            return super().generate(request)
         return self.generate_batch([request])[0]
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """All at once. Async: every request in flight together; offline: one LLM.generate call,
         with first/last token times from the engine's timestamps (no per-token stream)."""
-        if self.fallback is not None:
-            return self.fallback.generate_batch(requests)
         if self.engine is not None:
-            async def all_requests():
-                return await asyncio.gather(*(self.generate_async(r) for r in requests))
-            return event_loop.run(all_requests())
+            return super().generate_batch(requests)
         prompts = [self._prompt(r) for r in requests]
         params = [self._params(r, stream=False) for r in requests]
         dispatch = time.perf_counter()
@@ -384,16 +341,8 @@ class VLLMBackend:
 
     def prompt_logprobs(self, request: GenerationRequest) -> GenerationResult:
         """Score the prompt (ServingBackend.prompt_logprobs): one output token, prompt_logprobs=0."""
-        if self.fallback is not None:
-            return self.fallback.prompt_logprobs(request)
-        scoring = GenerationRequest(**{**request.__dict__, "max_new_tokens": 1, "temperature": 0.0,
-                                       "metadata": {**request.metadata, "prompt_logprobs": 0}})
-        return self.generate(scoring)
-
-    def prefill(self, request: GenerationRequest) -> GenerationResult:
-        """The prompt and its first token only (max_tokens=1)."""
-        first_only = GenerationRequest(**{**request.__dict__, "max_new_tokens": 1})
-        return self.generate(first_only)
+        return self.generate(dataclasses.replace(request, max_new_tokens=1, temperature=0.0,
+                                                 metadata={**request.metadata, "prompt_logprobs": 0}))
 
     def step_log(self) -> list[dict[str, Any]]:
         """Engine-step samples so far (time on the harness clock)."""

@@ -1,9 +1,10 @@
 """The decode pool as a worker process: its own HFBackend, KV over torch.distributed gloo.
 
 `ProcessDecodeEngine` is the decode pool's engine when `transfer=process`. It takes the hf
-engine's arguments, starts a worker process (spawned) that builds an HFBackend from the same
+engine's config, starts a worker process (spawned) that builds an HFBackend from the same
 model config and seed (the same weights as the prefill engine's), and joins it in a two-rank gloo
 process group (rank 0 here, rank 1 there; rendezvous through a file, nothing leaves the host).
+Besides handoffs it serves whole requests like any engine (`generate_async`: the worker runs them).
 
 A handoff sends the request and a header (tensor shapes, dtype, first token and its time) over a
 control queue, then every KV tensor over gloo (`send`, one tensor per layer's keys or values). In
@@ -19,6 +20,7 @@ system-wide monotonic clock, so both processes stamp one timeline:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import multiprocessing
@@ -31,7 +33,9 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from context_research.requests import GenerationRequest
+from context_research.metrics.kv_transfer import bandwidth_gb_s
+from context_research.requests import GenerationRequest, GenerationResult
+from context_research.serving.backends.base import ServingBackend
 from context_research.serving.schedulers.kv_handoff import cache_tensors, tensor_bytes
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,12 @@ def _decoder(engine: Any, handoffs: queue.Queue, results: Any) -> None:
         if item is None:
             return
         ticket, request, header, received, box = item
+        if header is None:  # a whole request, not a handoff
+            try:
+                results.put(("result", ticket, engine.generate(request), None))
+            except Exception as error:  # noqa: BLE001 - reported to the parent, the worker goes on
+                results.put(("error", ticket, f"{type(error).__name__}: {error}", None))
+            continue
         ready = time.perf_counter()
         received.wait()
         try:
@@ -84,12 +94,12 @@ def _decoder(engine: Any, handoffs: queue.Queue, results: Any) -> None:
             results.put(("error", ticket, f"{type(error).__name__}: {error}", None))
 
 
-def serve(settings: dict[str, Any], store_path: str, inbox: Any, results: Any) -> None:
+def serve(config: Any, model: Any, cache_dir: str, store_path: str, inbox: Any, results: Any) -> None:
     """Worker process main: build the engine, join the process group, receive and decode until told to stop."""
     from context_research.serving.backends.hf import HFBackend
 
     group = _process_group(store_path, 1)
-    engine = HFBackend(**settings)
+    engine = HFBackend(config, model, cache_dir)
     engine.start()
     results.put(("ready", None, engine.describe(), {"pid": os.getpid()}))
     handoffs: queue.Queue = queue.Queue()
@@ -106,6 +116,9 @@ def serve(settings: dict[str, Any], store_path: str, inbox: Any, results: Any) -
             engine.warmup()
             results.put(("warm", ticket, None, None))
             continue
+        if kind == "generate":
+            handoffs.put((ticket, payload, None, None, None))
+            continue
         request, header = payload
         received = threading.Event()
         box: dict[str, Any] = {}
@@ -118,16 +131,15 @@ def serve(settings: dict[str, Any], store_path: str, inbox: Any, results: Any) -
         received.set()
 
 
-class ProcessDecodeEngine:
+class ProcessDecodeEngine(ServingBackend):
     """Engine `hf` of the decode pool, running in a worker process (see the module doc). Takes the
-    hf engine's arguments; the worker builds `HFBackend(model, cache_dir, **settings)`."""
+    hf engine's config; the worker builds `HFBackend(config, model, cache_dir)`."""
 
     _tickets = itertools.count()
 
-    def __init__(self, model: Any, cache_dir: str = ".cache/context_research", **settings: Any) -> None:
-        self.settings = {"model": model, "cache_dir": cache_dir, **settings}
-        self.engine_key = ""
-        self.device = settings.get("device", "cpu")
+    def __init__(self, config: Any, model: Any, cache_dir: str) -> None:
+        super().__init__(config, model, cache_dir)
+        self.device = config.device if config.device != "auto" else "cpu"
         self._process = None
         self._group = None
         self._inbox = None
@@ -144,7 +156,8 @@ class ProcessDecodeEngine:
         self._store_dir = tempfile.TemporaryDirectory(prefix="decode-pool-")
         store_path = os.path.join(self._store_dir.name, "store")
         self._inbox, self._results = context.Queue(), context.Queue()
-        self._process = context.Process(target=serve, args=(self.settings, store_path, self._inbox, self._results),
+        self._process = context.Process(target=serve, args=(self.config, self.model_config, self.cache_dir, store_path,
+                                                            self._inbox, self._results),
                                         name="decode-pool", daemon=True)
         self._process.start()
         self._group = _process_group(store_path, 0)
@@ -167,15 +180,23 @@ class ProcessDecodeEngine:
         self._process = self._group = None
         self._store_dir.cleanup()
 
-    def warmup(self) -> None:
+    def _ask(self, kind: str, payload: Any = None) -> Future:
+        """Send the worker one message; the future gets its answer."""
         future: Future = Future()
         ticket = next(self._tickets)
         self._pending[ticket] = (future, None)
-        self._inbox.put(("warmup", ticket, None))
-        future.result(timeout=START_TIMEOUT_S)
+        self._inbox.put((kind, ticket, payload))
+        return future
+
+    def warmup(self) -> None:
+        self._ask("warmup").result(timeout=START_TIMEOUT_S)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._describe)
+
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult:
+        """A whole request, run by the worker's engine."""
+        return await asyncio.wrap_future(self._ask("generate", request))
 
     # handoffs --------------------------------------------------------------------------------
     def handoff(self, request: GenerationRequest, state: Any, first_time: float, dispatch_time: float) -> Future:
@@ -205,6 +226,8 @@ class ProcessDecodeEngine:
                 future.set_exception(RuntimeError(f"decode worker: {payload}"))
             elif kind == "warm":
                 future.set_result(None)
+            elif sent is None:  # a whole request
+                future.set_result(payload)
             else:
                 result = payload
                 if extra["kv_bytes_received"] != sent["kv_bytes"]:
@@ -214,7 +237,7 @@ class ProcessDecodeEngine:
                 seconds = extra["kv_ready"] - sent["start"]
                 result.metadata.update(
                     kv_bytes=sent["kv_bytes"], kv_transfer_s=seconds, kv_wait_s=extra["kv_wait_s"],
-                    kv_bandwidth_gb_s=sent["kv_bytes"] / seconds / 1e9 if seconds > 0 else float("nan"),
+                    kv_bandwidth_gb_s=bandwidth_gb_s(sent["kv_bytes"], seconds),
                     kv_transfer_mode="process", kv_simulated=False, kv_source="cpu (prefill process)",
                     kv_destination=f"{self.device} (decode process {self._describe.get('process')})")
                 future.set_result(result)

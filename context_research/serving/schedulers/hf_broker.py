@@ -110,12 +110,6 @@ class HFBroker:
         self._requests.put((request, future))
         return future
 
-    def _stops_after_first(self, request: GenerationRequest, token: int) -> bool:
-        if request.max_new_tokens <= 1:
-            return True
-        ignore_eos = bool(request.metadata.get("ignore_eos", False))
-        return not ignore_eos and token in self.prefill_engine._eos_ids
-
     def _prefill_loop(self) -> None:
         engine = self.prefill_engine
         while True:
@@ -127,8 +121,7 @@ class HFBroker:
                 ids = engine.prompt_ids(request)
                 dispatch = time.perf_counter()
                 state, first_time = engine.prefill_state(request, ids)
-                token = int(state.next_token.item())
-                if self._stops_after_first(request, token):  # nothing left to decode: no handoff
+                if engine.finished(request, [int(state.next_token.item())]):  # nothing left to decode: no handoff
                     future.set_result(self.label(engine.decode_from(request, state, first_time, dispatch)))
                     continue
                 self.on_decode(request.request_id)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from context_research.metrics.kv_transfer import bandwidth_gb_s
+
 
 @dataclass
 class Transfer:
@@ -38,7 +40,7 @@ class Transfer:
     def metadata(self) -> dict[str, Any]:
         """The per-request KV figures (requests.parquet columns)."""
         figures = {"kv_bytes": int(self.kv_bytes), "kv_transfer_s": self.seconds,
-                   "kv_bandwidth_gb_s": self.kv_bytes / self.seconds / 1e9 if self.seconds > 0 else float("nan"),
+                   "kv_bandwidth_gb_s": bandwidth_gb_s(self.kv_bytes, self.seconds),
                    "kv_transfer_mode": self.mode, "kv_simulated": self.mode == "simulated",
                    "kv_source": self.source, "kv_destination": self.destination}
         if self.copy_engine_s is not None:

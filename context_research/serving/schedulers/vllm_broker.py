@@ -17,8 +17,9 @@ Per request, on the process-wide event loop:
 ExampleConnector (vLLM's `example_connector.py`) writes each layer's KV of the prompt's first
 `(len(prompt) - 1) // block_size * block_size` tokens to `<shared_storage_path>/<md5 of those token
 ids as int64>/<layer>.safetensors` during the prefill step, and the decode engine reads them back.
-This module computes the same folder, reads the bytes stored there (from the safetensors headers:
-exactly the tensors the decode engine loads) and removes the folder once the request is done.
+This module computes the same folder, reads the bytes stored there (from the safetensors files'
+headers, `safetensors.safe_open`: exactly the tensors the decode engine loads) and removes the
+folder once the request is done.
 ExampleConnector exposes no transfer statistics, so the times come from the broker and the engines:
 
     kv_bytes       bytes the connector stored for the request (and the decode engine loaded)
@@ -34,20 +35,22 @@ kv_transfer_s is kv_bytes / link bandwidth, labelled simulated; the measured spa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
+import math
 import shutil
-import struct
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from context_research.metrics.kv_transfer import bandwidth_gb_s
 from context_research.requests import GenerationRequest, GenerationResult
-from context_research.serving.prompting import encode_prompt
 
 DEV_SHM = Path("/dev/shm")
+# bytes per element of the dtypes a safetensors header names (the KV caches vLLM stores)
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
+                           "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 SHM_STORAGE = DEV_SHM / "context_research_kv"
 
 
@@ -102,19 +105,18 @@ class ExampleConnectorStorage:
 
     @staticmethod
     def stored(folder: Path) -> tuple[int, int, int]:
-        """(bytes, layers, tokens) of the KV tensors in a request's folder, from the safetensors
-        headers (8-byte little-endian header length, then JSON with each tensor's data offsets)."""
+        """(bytes, layers, tokens) of the KV tensors in a request's folder, from each safetensors
+        file's header (shapes and dtypes; the tensors themselves are not read)."""
+        from safetensors import safe_open
+
         total, layers, tokens = 0, 0, 0
         for path in sorted(folder.glob("*.safetensors")):
-            with path.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-            for name, entry in header.items():
-                if name == "__metadata__":
-                    continue
-                start, end = entry["data_offsets"]
-                total += end - start
-                tokens = entry["shape"][0] if entry["shape"] else 0
+            with safe_open(str(path), framework="numpy") as handle:
+                for name in handle.keys():
+                    view = handle.get_slice(name)
+                    shape = view.get_shape()
+                    total += math.prod(shape) * SAFETENSORS_DTYPE_BYTES[view.get_dtype()]
+                    tokens = shape[0] if shape else 0
             layers += 1
         return total, layers, tokens
 
@@ -150,22 +152,17 @@ class VLLMBroker:
         self.link_bandwidth_gb_s = link_bandwidth_gb_s
         self.kv_bytes_per_token = kv_bytes_per_token
         self.prefill_kv_transfer_params = dict(prefill_kv_transfer_params or {})
-        eos = prefill_engine.model_config.config_json.get("eos_token_id")
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
     async def generate_async(self, request: GenerationRequest) -> GenerationResult:
         engine = self.prefill_engine
-        ids = encode_prompt(engine.tokenizer, request, engine.model_config.chat_template_kwargs)
+        ids = engine.prompt_ids(request)
         metadata = dict(request.metadata)
         if self.prefill_kv_transfer_params:
             metadata["kv_transfer_params"] = dict(self.prefill_kv_transfer_params)
-        first = await engine.generate_async(GenerationRequest(
-            request_id=f"{request.request_id}-prefill", prompt_token_ids=ids, max_new_tokens=1,
-            temperature=request.temperature, top_p=request.top_p, seed=request.seed,
-            arrival_time=request.arrival_time, metadata=metadata))
-        token = first.output_token_ids[0]
-        ignore_eos = bool(request.metadata.get("ignore_eos", False))
-        if request.max_new_tokens <= 1 or (not ignore_eos and token in self.eos_ids):
+        first = await engine.generate_async(dataclasses.replace(
+            request, request_id=f"{request.request_id}-prefill", prompt=None, prompt_token_ids=ids, max_new_tokens=1,
+            metadata=metadata))
+        if engine.finished(request, first.output_token_ids):
             self._discard(ids)
             return self.label(self._merge(request, ids, first, None))
         self.on_decode(request.request_id)
@@ -173,15 +170,19 @@ class VLLMBroker:
         if first.metadata.get("kv_transfer_params") is not None:
             decode_metadata["kv_transfer_params"] = first.metadata["kv_transfer_params"]
         try:
-            rest = await self.decode_engine.generate_async(GenerationRequest(
-                request_id=f"{request.request_id}-decode", prompt_token_ids=ids,
-                max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
-                seed=request.seed, arrival_time=request.arrival_time, metadata=decode_metadata))
+            rest = await self.decode_engine.generate_async(dataclasses.replace(
+                request, request_id=f"{request.request_id}-decode", prompt=None, prompt_token_ids=ids,
+                metadata=decode_metadata))
             result = self._merge(request, ids, first, rest)
             result.metadata.update(self._accounting(ids, first, rest))
         finally:
             self._discard(ids)
         return self.label(result)
+
+    def close(self) -> None:
+        """Remove whatever the connector left in its storage (requests that failed mid-way)."""
+        if self.storage is not None:
+            self.storage.clear()
 
     def _discard(self, ids: list[int]) -> None:
         folder = self.storage.find(ids) if self.storage is not None else None
@@ -211,7 +212,7 @@ class VLLMBroker:
             transfer_s = handoff_s
         figures.update(kv_transfer_s=transfer_s, kv_simulated=self.simulated,
                        kv_transfer_mode="simulated" if self.simulated else "connector",
-                       kv_bandwidth_gb_s=figures["kv_bytes"] / transfer_s / 1e9 if transfer_s > 0 else float("nan"))
+                       kv_bandwidth_gb_s=bandwidth_gb_s(figures["kv_bytes"], transfer_s))
         return figures
 
     def _merge(self, request: GenerationRequest, ids: list[int], first: GenerationResult,
@@ -236,7 +237,5 @@ class VLLMBroker:
                             decode_ms=rest.metadata.get("decode_ms"))
         else:
             metadata["finish_reason"] = first.metadata.get("finish_reason")
-        return GenerationResult(
-            request_id=request.request_id, text=text, prompt_tokens=len(ids), completion_tokens=len(tokens),
-            output_token_ids=tokens, dispatch_time=first.dispatch_time, first_token_time=first.first_token_time,
-            last_token_time=times[-1], token_times=times, arrival_time=request.arrival_time, metadata=metadata)
+        return GenerationResult.from_outputs(request, len(ids), tokens, times, first.dispatch_time, text=text,
+                                             metadata=metadata)

@@ -4,14 +4,13 @@ ServingBackend contract: per prompt token its natural-log probability, None for 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import manifests
+from tests.conftest import manifests, read_summary
 from tests.serving.test_vllm_gpu import TINY_VLLM
 
 pytestmark = pytest.mark.gpu
@@ -26,7 +25,7 @@ def test_capability_jobs_run_on_vllm(run_launch, tokenizer_dir, data_dir):
     records = manifests(root / "sweep")
     assert [m["status"] for m in records] == ["completed"] * 3
     for record in records:
-        summary = json.loads((Path(record["_dir"]) / "summary.json").read_text())
+        summary = read_summary(Path(record["_dir"]))
         requests = pd.read_parquet(Path(record["_dir"]) / "requests.parquet")
         assert summary["passed"] and all(summary["checks"].values()), summary["benchmark"]
         assert requests["score"].notna().all() and (requests["prompt_tokens"] <= 2048).all()

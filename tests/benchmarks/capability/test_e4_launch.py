@@ -2,7 +2,6 @@
 locally built tokenizer and local data files. Random weights score nothing meaningful; what is
 checked is the pipeline: records, sample ids, per-sample scores and the quality-under-budget table."""
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,7 @@ import pandas as pd
 from context_research.benchmarks.capability.ruler_spec import TASKS as RULER_TASKS
 from context_research.benchmarks.capability.subsets import load_jsonl, seeded_subset
 from context_research.config.capability import DEFAULT_LONGBENCH_TASKS
-from tests.conftest import manifests
+from tests.conftest import manifests, read_summary
 
 BUDGET = 1024
 
@@ -26,7 +25,7 @@ def test_e4_runs_every_benchmark_and_records_samples(run_launch, tokenizer_dir, 
     jobs = {}
     for manifest in records:
         job = Path(manifest["_dir"])
-        summary = json.loads((job / "summary.json").read_text())
+        summary = read_summary(job)
         jobs[summary["benchmark"]] = (summary, pd.read_parquet(job / "requests.parquet"), manifest)
     assert set(jobs) == {"longbench", "ruler", "pg19"}
     for summary, requests, manifest in jobs.values():

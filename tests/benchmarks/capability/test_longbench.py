@@ -6,8 +6,9 @@ import json
 import pytest
 
 from context_research.benchmarks.capability.longbench import LongBenchTask, build_prompt
-from context_research.benchmarks.capability.prompting import PromptEncoder
+from context_research.serving.prompting import PromptEncoder
 from tests.benchmarks.capability.conftest import tiny_model
+from tests.conftest import typed
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,11 @@ def model(tokenizer_dir):
 def rows(data_dir, task):
     return [json.loads(line) for line in (data_dir / "longbench" / f"{task}.jsonl").read_text().splitlines()]
 
+
+
+def longbench_task(model, *overrides: str) -> LongBenchTask:
+    """A LongBench task from the typed config the overrides compose, for `model`."""
+    return LongBenchTask(typed(["benchmark=longbench", *overrides], "benchmark"), model)
 
 def test_middle_truncation_keeps_both_ends_within_budget(model, data_dir):
     encoder = PromptEncoder(model)
@@ -52,8 +58,9 @@ def test_the_model_budget_leaves_room_for_the_chat_template_and_the_answer(token
 
 def test_subsets_are_fixed_by_seed(model, data_dir, tmp_path):
     def sample_ids(seed, num_samples=3):
-        task = LongBenchTask(model, str(data_dir / "longbench"), ["qasper", "lcc"], num_samples, seed,
-                             cache_dir=str(tmp_path))
+        task = longbench_task(model, f"benchmark.data_dir={data_dir / 'longbench'}", "benchmark.tasks=[qasper,lcc]",
+                              f"benchmark.num_samples={num_samples}", f"seed={seed}",
+                              f"benchmark.cache_dir={tmp_path}")
         return task.load().sample_ids()
 
     first = sample_ids(0)
@@ -65,4 +72,4 @@ def test_subsets_are_fixed_by_seed(model, data_dir, tmp_path):
 
 def test_missing_task_file_is_reported(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="qasper.jsonl"):
-        LongBenchTask(model, str(tmp_path), ["qasper"]).load()
+        longbench_task(model, f"benchmark.data_dir={tmp_path}", "benchmark.tasks=[qasper]").load()

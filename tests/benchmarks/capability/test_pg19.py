@@ -4,13 +4,10 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from context_research.benchmarks.capability.pg19 import PG19Task, sliding_windows
 from context_research.requests import GenerationRequest
-from context_research.serving.schedulers.aggregated import AggregatedScheduler
-from tests.benchmarks.capability.conftest import tiny_model
-from tests.conftest import compose_config
+from tests.conftest import aggregated, hf_engine, outcome_figures, typed
 
 
 @pytest.mark.parametrize("length, window, stride", [(10, 4, 2), (10, 4, 3), (9, 4, 1), (3, 8, 4), (100, 32, 31)])
@@ -32,13 +29,9 @@ def test_windows_must_overlap():
 @pytest.fixture(scope="module")
 def scheduler(tokenizer_dir, tmp_path_factory):
     """The tiny model on the HF engine behind the aggregated scheduler, as a job builds them."""
-    cfg = compose_config([f"model.tokenizer={tokenizer_dir}"])
-    engine = instantiate(cfg.serving, model=cfg.model, cache_dir=str(tmp_path_factory.mktemp("models")),
-                         _convert_="object")
+    engine = hf_engine(tmp_path_factory.mktemp("models"), [f"model.tokenizer={tokenizer_dir}"])
     engine.start()
-    scheduler = AggregatedScheduler()
-    scheduler.bind({"aggregated": engine})
-    return scheduler
+    return aggregated(engine)
 
 
 def test_prompt_logprobs_match_the_model_loss(scheduler):
@@ -53,14 +46,15 @@ def test_prompt_logprobs_match_the_model_loss(scheduler):
 
 
 def test_pg19_perplexity_pools_windows_over_books(scheduler, tokenizer_dir, data_dir):
-    model = tiny_model(tokenizer_dir)
-    task = PG19Task(model, str(data_dir / "pg19"), context_len=128, stride=48, num_samples=2, seed=0,
-                    max_doc_tokens=300)
+    chosen = [f"model.tokenizer={tokenizer_dir}", "benchmark=pg19", f"benchmark.data_dir={data_dir / 'pg19'}",
+              "benchmark.context_len=128", "benchmark.stride=48", "benchmark.num_samples=2", "seed=0",
+              "benchmark.max_doc_tokens=300"]
+    task = PG19Task(typed(chosen, "benchmark"), typed(chosen, "model"))
     samples = task.load("test")
     assert len(samples.book_ids) == 2 and set(samples.book_ids) <= {"10001", "10002", "10003"}
     assert samples.book_ids == task.load("test").book_ids  # seeded subset
     observed = []
-    outcome = task.evaluate(scheduler, samples, lambda result, phase: observed.append(result))
+    outcome = outcome_figures(task.evaluate(scheduler, samples, lambda result, phase: observed.append(result)))
     assert len(observed) == len(samples.windows)
     assert {r.metadata["sample_id"] for r in observed} == set(samples.book_ids)
     nll = sum(r.metadata["nll"] for r in observed)

@@ -3,11 +3,11 @@ sample fills its target length to within 2% without passing it (measured with th
 
 import pytest
 
-from context_research.benchmarks.capability.prompting import PromptEncoder
 from context_research.benchmarks.capability.ruler import synthesize
 from context_research.benchmarks.capability.ruler_spec import TASKS
 from context_research.benchmarks.capability.ruler_synthesis import (TaskSynthesizer, TooShort, largest_fitting,
                                                                     read_essay_words, render_niah)
+from context_research.serving.prompting import PromptEncoder
 from tests.benchmarks.capability.conftest import tiny_model
 
 TARGET = 4096

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from context_research.profiling.goodput import load_summary, step_peak_mean, token_clock
-from context_research.profiling.latency import request_row, summarize
+from context_research.metrics.latency import request_row
+from context_research.metrics.load import step_peak_mean, token_clock
 from context_research.requests import GenerationResult
+from tests.metrics.figures import latency_figures, load_summary
 
 
 def result(name: str, arrival: float, dispatch: float, tokens: list[float], prompt: int,
@@ -38,7 +39,7 @@ SIMPLE = [(result("r1", 0.0, 0.0, [1.0, 2.0, 3.0], prompt=10), "measure"),
 
 
 def test_latency_metrics_and_itl_pooling() -> None:
-    summary = summarize(frame(*SIMPLE))
+    summary = latency_figures(frame(*SIMPLE))
     assert summary["ttft_mean_ms"] == pytest.approx(1000.0)
     assert summary["queue_wait_mean_ms"] == pytest.approx(500 / 3)
     assert summary["e2e_mean_ms"] == pytest.approx((3000 + 1500 + 3000) / 3)
@@ -49,7 +50,7 @@ def test_latency_metrics_and_itl_pooling() -> None:
 
 
 def test_throughput_over_first_dispatch_to_last_completion() -> None:
-    summary = summarize(frame(*SIMPLE))
+    summary = latency_figures(frame(*SIMPLE))
     assert summary["duration_s"] == pytest.approx(4.0)
     assert summary["req_s"] == pytest.approx(3 / 4)
     assert summary["out_tok_s"] == pytest.approx(7 / 4)
@@ -77,7 +78,7 @@ def test_a_failed_request_misses_every_slo() -> None:
     figures = load_summary(rows, slo(ttft=5000), None)
     assert figures["slo_attainment"] == pytest.approx(3 / 4)
     assert figures["goodput_req_s"] == pytest.approx(3 / 4)  # three good completions in 4 s
-    assert summarize(rows)["n_errors"] == 1
+    assert latency_figures(rows)["n_errors"] == 1
 
 
 def test_concurrency_and_kv_load() -> None:
@@ -99,7 +100,7 @@ def test_warmup_and_cooldown_count_as_load_inside_the_window_only() -> None:
                  (result("m1", 1.5, 1.5, [2.5, 3.5], prompt=5), "measure"),
                  (result("m2", 2.0, 2.0, [3.0, 4.0, 5.0], prompt=5), "measure"),
                  (result("c", 4.5, 4.5, [5.5, 6.0], prompt=5), "cooldown"))
-    summary = summarize(rows)
+    summary = latency_figures(rows)
     assert (summary["n_requests"], summary["n_warmup"], summary["n_cooldown"]) == (2, 1, 1)
     assert summary["ttft_mean_ms"] == pytest.approx(1000.0)  # m1 and m2 only
     # window (1.5, 5]: completions w, m1, m2; output tokens 2 + 2 + 3; prompts of m1 and m2
@@ -122,7 +123,7 @@ def test_token_clock_spreads_multi_token_outputs() -> None:
 def test_offline_results_without_token_times_still_count_their_tokens() -> None:
     offline = result("o", 0.0, 0.0, [1.0, 2.0, 3.0, 4.0], prompt=8)
     offline.token_times = []  # vLLM's LLM.generate: first and last token times only
-    summary = summarize(frame((offline, "measure")))
+    summary = latency_figures(frame((offline, "measure")))
     assert summary["output_tokens"] == 4 and summary["out_tok_s"] == pytest.approx(1.0)
 
 

@@ -1,12 +1,13 @@
-"""Latency metrics on hand-built timelines with known answers (DESIGN.md definitions)."""
+"""Latency metrics on hand-built timelines with known answers (metrics/latency.py definitions)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from context_research.profiling.latency import request_row, summarize
+from context_research.metrics.latency import request_row
 from context_research.requests import GenerationResult
+from tests.metrics.figures import latency_figures
 
 
 def result(rid, arrival, dispatch, token_times, prompt=10):
@@ -32,7 +33,7 @@ def test_summary_excludes_warmup_pools_itl_and_uses_the_dispatch_to_completion_w
         request_row(result("a", 10.0, 10.0, [10.1, 10.2, 10.4]), "measure", 0.0),
         request_row(result("b", 10.0, 10.5, [10.8, 11.0], prompt=20), "measure", 0.0),
     ])
-    summary = summarize(rows, percentiles=[50])
+    summary = latency_figures(rows, percentiles=[50])
     assert summary["n_requests"] == 2 and summary["n_warmup"] == 1
     assert summary["ttft_mean_ms"] == pytest.approx(200.0)  # (100 + 300) / 2
     assert summary["tpot_mean_ms"] == pytest.approx(175.0)  # request-weighted: (150 + 200) / 2

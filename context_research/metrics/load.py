@@ -24,13 +24,15 @@ offline batch that knows only the first and last token times), the tokens are sp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from context_research.profiling.phases import MEASURE
+from context_research.metrics.phases import MEASURE
+from context_research.metrics.schema import LoadSection, SLOSection, ThroughputSection
 
 
 def token_clock(token_times: Any, completion_tokens: int, first: float, last: float) -> np.ndarray:
@@ -54,11 +56,12 @@ def measurement_window(rows: pd.DataFrame) -> tuple[float, float]:
     return float(measured["dispatch_s"].min()), float(measured["last_token_s"].max())
 
 
-def window_throughput(rows: pd.DataFrame) -> dict[str, Any]:
-    """Requests and tokens per second over the measurement window (see the module docstring)."""
+def window_throughput(rows: pd.DataFrame) -> ThroughputSection | None:
+    """Requests and tokens per second over the measurement window (see the module docstring); None
+    when no measured request completed."""
     t0, t1 = measurement_window(rows)
     if math.isnan(t0):
-        return {}
+        return None
     ok = rows[rows["ok"]]
     inside = lambda times: (times > t0) & (times <= t1)  # noqa: E731
     completions = int(inside(ok["last_token_s"]).sum())
@@ -70,9 +73,9 @@ def window_throughput(rows: pd.DataFrame) -> dict[str, Any]:
     def rate(count: int) -> float:
         return count / duration if duration > 0 else math.nan
 
-    return {"duration_s": duration, "completions": completions,
-            "prompt_tokens": prompt_tokens, "output_tokens": output_tokens, "req_s": rate(completions),
-            "out_tok_s": rate(output_tokens), "total_tok_s": rate(prompt_tokens + output_tokens)}
+    return ThroughputSection(duration_s=duration, completions=completions, prompt_tokens=prompt_tokens,
+                             output_tokens=output_tokens, req_s=rate(completions), out_tok_s=rate(output_tokens),
+                             total_tok_s=rate(prompt_tokens + output_tokens))
 
 
 def meets_slo(rows: pd.DataFrame, slo: Any) -> pd.Series:
@@ -92,16 +95,21 @@ def meets_slo(rows: pd.DataFrame, slo: Any) -> pd.Series:
     return met
 
 
-def slo_figures(rows: pd.DataFrame, slo: Any, req_s: float) -> dict[str, Any]:
+def slo_attainment(rows: pd.DataFrame, slo: Any) -> float:
+    """Share of the measured requests meeting every SLO set (NaN without measured requests)."""
+    measured = rows[rows["phase"] == MEASURE]
+    return float(meets_slo(measured, slo).mean()) if len(measured) else math.nan
+
+
+def slo_figures(rows: pd.DataFrame, slo: Any, req_s: float) -> SLOSection:
     """SLO attainment over the measured requests and goodput (see the module docstring)."""
     measured = rows[rows["phase"] == MEASURE]
     met = meets_slo(measured, slo)
     completed = int(measured["ok"].sum())
-    attainment = float(met.mean()) if len(measured) else math.nan
     good_share = met.sum() / completed if completed else math.nan
-    return {"slo_ttft_ms": slo.ttft_ms, "slo_tpot_ms": slo.tpot_ms, "slo_e2e_ms": slo.e2e_ms,
-            "slo_met": int(met.sum()), "slo_attainment": attainment,
-            "goodput_req_s": float(req_s * good_share) if completed else 0.0}
+    return SLOSection(slo_ttft_ms=slo.ttft_ms, slo_tpot_ms=slo.tpot_ms, slo_e2e_ms=slo.e2e_ms,
+                      slo_met=int(met.sum()), slo_attainment=slo_attainment(rows, slo),
+                      goodput_req_s=float(req_s * good_share) if completed else 0.0)
 
 
 def step_peak_mean(times: np.ndarray, deltas: np.ndarray, t0: float, t1: float) -> tuple[float, float]:
@@ -148,13 +156,12 @@ def kv_load(rows: pd.DataFrame, t0: float, t1: float, capacity_tokens: float | N
             "kv_load_peak": peak / capacity, "kv_load": mean / capacity}
 
 
-def load_summary(rows: pd.DataFrame, slo: Any, kv_capacity_tokens: float | None) -> dict[str, Any]:
-    """Every figure of this module for one run."""
-    summary = window_throughput(rows)
-    if not summary:  # no measured request completed
-        return slo_figures(rows, slo, req_s=0.0)
+def load_figures(rows: pd.DataFrame, slo: Any, kv_capacity_tokens: float | None,
+                 load: LoadSection) -> tuple[LoadSection, SLOSection]:
+    """The run's load figures (added to `load`, which holds what was applied) and its SLO figures."""
+    throughput = window_throughput(rows)
+    if throughput is None:  # no measured request completed
+        return load, slo_figures(rows, slo, req_s=0.0)
     t0, t1 = measurement_window(rows)
-    summary.update(slo_figures(rows, slo, summary["req_s"]))
-    summary.update(concurrency(rows, t0, t1))
-    summary.update(kv_load(rows, t0, t1, kv_capacity_tokens))
-    return summary
+    figures = {**concurrency(rows, t0, t1), **kv_load(rows, t0, t1, kv_capacity_tokens)}
+    return dataclasses.replace(load, **figures), slo_figures(rows, slo, throughput.req_s)

@@ -1,19 +1,28 @@
-"""Capability prompts are the token ids the HF engine would make of the same text: chat template with
-thinking off where the tokenizer has one, the raw text with special tokens otherwise."""
+"""Prompts in the model's tokens: a text request is what a capability task builds from the same text
+(chat template with thinking off where the tokenizer has one, the raw text with special tokens
+otherwise); token-id requests go in as given."""
 
-from context_research.benchmarks.capability.prompting import PromptEncoder
+import pytest
+
 from context_research.requests import GenerationRequest
-from context_research.serving.backends.hf import HFBackend
 from context_research.serving.model_source import load_tokenizer
-from tests.benchmarks.capability.conftest import tiny_model
+from context_research.serving.prompting import PromptEncoder, request_ids
+from tests.benchmarks.capability.conftest import tiny_model, tokenizer_dir  # noqa: F401, F811 (a fixture)
 
 TEXT = "Question: which paragraph? Answer briefly."
 
 
 def engine_ids(model, tokenizer) -> list[int]:
-    backend = HFBackend(model)
-    backend.tokenizer = tokenizer  # prompt_ids needs only the tokenizer
-    return backend.prompt_ids(GenerationRequest(request_id="p", prompt=TEXT, max_new_tokens=1))
+    """What every engine sends for a text request (ServingBackend.prompt_ids)."""
+    return request_ids(tokenizer, GenerationRequest(request_id="p", prompt=TEXT, max_new_tokens=1),
+                       model.chat_template_kwargs)
+
+
+def test_token_id_prompts_go_in_as_given_and_text_needs_a_tokenizer():
+    request = GenerationRequest(request_id="q", prompt_token_ids=[7, 8, 9], max_new_tokens=1)
+    assert request_ids(None, request, {}) == [7, 8, 9]
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        request_ids(None, GenerationRequest(request_id="t", prompt=TEXT, max_new_tokens=1), {})
 
 
 def test_chat_prompts_match_the_engine(tokenizer_dir):
