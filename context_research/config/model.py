@@ -12,6 +12,7 @@ from context_research.config.errors import require, require_choice
 
 DTYPES = ("bfloat16", "float16", "float32")
 LOAD_FORMATS = ("auto", "dummy")
+BUILT_TOKENIZER = "built"  # model.tokenizer value: the project-built tokenizer (serving/model_source.py)
 REQUIRED_ARCHITECTURE_KEYS = (
     "model_type",
     "hidden_size",
@@ -31,6 +32,11 @@ class ModelConfig:
     With `path` unset the model is built from `architecture` with seeded random weights
     (transformers) or run weightless (`load_format: dummy`, vLLM); with `path` set, weights,
     config and tokenizer load from that local directory. Nothing is downloaded.
+
+    `tokenizer`: a local tokenizer directory (over the one in `path`), or `built`: a byte-level BPE
+    tokenizer the project trains locally for this architecture (ids inside its vocab_size, its
+    bos/eos/pad at the config's ids, a ChatML template), so text workloads run on a model without
+    its real tokenizer, e.g. Qwen3-8B weightless. A directory named `built` is given as `./built`.
     """
 
     name: str = MISSING
@@ -48,9 +54,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require_choice("dtype", self.dtype, DTYPES)
         require_choice("load_format", self.load_format, LOAD_FORMATS)
-        for key in ("path", "tokenizer"):
-            value = getattr(self, key)
-            require(value is None or os.path.isdir(value), key, value, "an existing local directory, or null")
+        require(self.path is None or os.path.isdir(self.path), "path", self.path,
+                "an existing local directory, or null")
+        require(self.tokenizer in (None, BUILT_TOKENIZER) or os.path.isdir(self.tokenizer), "tokenizer",
+                self.tokenizer, f"an existing local directory, {BUILT_TOKENIZER} (the project-built tokenizer), "
+                "or null")
         missing = [k for k in REQUIRED_ARCHITECTURE_KEYS if k not in self.architecture]
         require(not missing, "architecture", sorted(self.architecture), f"must define {', '.join(missing)}")
         limit = self.max_positions
