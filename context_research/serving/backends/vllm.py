@@ -26,7 +26,7 @@ from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving import event_loop
 from context_research.serving.backends import vllm_memory
 from context_research.serving.backends.base import ServingBackend
-from context_research.serving.model_source import load_tokenizer, materialize_config_dir
+from context_research.serving.model_source import load_tokenizer, materialize_config_dir, tokenizer_source
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class VLLMBackend(ServingBackend):
                                "pip install -e '.[vllm]'") from error
         model_dir = materialize_config_dir(self.model_config, self.cache_dir)
         self.tokenizer = load_tokenizer(self.model_config)
-        tokenizer_dir = self.model_config.tokenizer or self.model_config.path
+        tokenizer_dir = tokenizer_source(self.model_config, self.cache_dir)
         self.engine_args = engine_arguments(self.config, self.model_config, str(model_dir),
                                             str(tokenizer_dir) if tokenizer_dir else None)
         args = dict(self.engine_args)
