@@ -66,3 +66,20 @@ def test_subsets_are_fixed_by_seed(model, data_dir, tmp_path):
 def test_missing_task_file_is_reported(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="qasper.jsonl"):
         LongBenchTask(model, str(tmp_path), ["qasper"]).load()
+
+
+def test_task_settings_are_the_official_files():
+    from context_research.benchmarks.capability.longbench_spec import DATASET2MAXLEN, DATASET2PROMPT
+
+    assert list(DATASET2PROMPT) == list(DATASET2MAXLEN) == [
+        "narrativeqa", "qasper", "multifieldqa_en", "multifieldqa_zh", "hotpotqa", "2wikimqa", "musique", "dureader",
+        "gov_report", "qmsum", "multi_news", "vcsum", "trec", "triviaqa", "samsum", "lsht", "passage_count",
+        "passage_retrieval_en", "passage_retrieval_zh", "lcc", "repobench-p"]
+    assert list(DATASET2MAXLEN.values()) == [128, 128, 64, 64, 32, 32, 32, 128, 512, 512, 512, 512, 64, 32, 128, 64,
+                                             32, 32, 32, 64, 64]
+    # main's narrativeqa template, typo included (the fix is an unmerged pull request)
+    assert DATASET2PROMPT["narrativeqa"] == (
+        "You are given a story, which can be either a novel or a movie script, and a question. Answer the question "
+        "asconcisely as you can, using a single phrase if possible. Do not provide any explanation.\n\nStory: "
+        "{context}\n\nNow, answer the question based on the story asconcisely as you can, using a single phrase if "
+        "possible. Do not provide any explanation.\n\nQuestion: {input}\n\nAnswer:")
