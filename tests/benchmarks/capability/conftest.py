@@ -104,3 +104,20 @@ def tiny_model(tokenizer: Path, *overrides: str):
     from tests.conftest import compose_config
 
     return OmegaConf.to_object(compose_config([f"model.tokenizer={tokenizer}", *overrides]).model)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tokenizer_dir, tmp_path_factory):
+    """The tiny model on the HF engine behind the aggregated scheduler, as a job builds them."""
+    from hydra.utils import instantiate
+
+    from context_research.serving.schedulers.aggregated import AggregatedScheduler
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"model.tokenizer={tokenizer_dir}"])
+    engine = instantiate(cfg.serving, model=cfg.model, cache_dir=str(tmp_path_factory.mktemp("models")),
+                         _convert_="object")
+    engine.start()
+    scheduler = AggregatedScheduler()
+    scheduler.bind({"aggregated": engine})
+    return scheduler

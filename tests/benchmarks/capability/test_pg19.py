@@ -4,13 +4,10 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from context_research.benchmarks.capability.pg19 import PG19Task, sliding_windows
 from context_research.serving.backends.base import GenerationRequest
-from context_research.serving.schedulers.aggregated import AggregatedScheduler
 from tests.benchmarks.capability.conftest import tiny_model
-from tests.conftest import compose_config
 
 
 @pytest.mark.parametrize("length, window, stride", [(10, 4, 2), (10, 4, 3), (9, 4, 1), (3, 8, 4), (100, 32, 31)])
@@ -27,18 +24,6 @@ def test_windows_score_every_token_after_the_first_once(length, window, stride):
 def test_windows_must_overlap():
     with pytest.raises(ValueError, match="stride 4"):
         sliding_windows("b", list(range(10)), 4, 4)
-
-
-@pytest.fixture(scope="module")
-def scheduler(tokenizer_dir, tmp_path_factory):
-    """The tiny model on the HF engine behind the aggregated scheduler, as a job builds them."""
-    cfg = compose_config([f"model.tokenizer={tokenizer_dir}"])
-    engine = instantiate(cfg.serving, model=cfg.model, cache_dir=str(tmp_path_factory.mktemp("models")),
-                         _convert_="object")
-    engine.start()
-    scheduler = AggregatedScheduler()
-    scheduler.bind({"aggregated": engine})
-    return scheduler
 
 
 def test_prompt_logprobs_match_the_model_loss(scheduler):
