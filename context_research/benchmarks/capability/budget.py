@@ -17,12 +17,7 @@ from context_research.metrics.schema import TaskSection
 
 BIN_EDGES = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
-Aggregate = Callable[[pd.DataFrame], float]
-
-
-def percent_of_mean(samples: pd.DataFrame) -> float:
-    """LongBench's and RULER's task score: 100 x the mean sample score, rounded to 2 decimals."""
-    return round(100 * float(samples["score"].mean()), 2)
+Aggregate = Callable[[pd.DataFrame], float]  # a benchmark's official score of some of its scored samples
 
 
 def _row(level: str, task: str, bin_upper: int | None, group: pd.DataFrame, aggregate: Aggregate) -> dict[str, Any]:

@@ -1,20 +1,24 @@
-"""LongBench v1's official metrics, ported from THUDM/LongBench metrics.py and eval.py.
+"""LongBench v1's official metrics and task scores, ported from THUDM/LongBench metrics.py and eval.py.
 
 The same packages as the original (`rouge`, `fuzzywuzzy`, `jieba`) and the same normalisation, so a
 prediction scores here what it scores there. Two quirks of the original are kept because they define
 the published numbers: `classification_score` never reaches its fuzzy-matching fallback (the original
 tests `em_match_list != 0`, always true for a list), and it removes items from the list it iterates.
+The task scores keep eval.py's arithmetic too: `scorer` sums in file order and divides once,
+`scorer_e` takes numpy's mean per length group and rounds it with numpy; the two can differ by 0.01.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import warnings
 from collections import Counter
-from typing import Callable
+from typing import Callable, Iterable
 
 import jieba
+import numpy as np
 from rouge import Rouge
 
 from context_research.benchmarks.capability.longbench_spec import FIRST_LINE_TASKS, base_task
@@ -163,6 +167,26 @@ def score_sample(task: str, prediction: str, answers: list[str], all_classes: li
     return score
 
 
-def task_score(sample_scores: list[float]) -> float:
-    """A task's published score: 100 x the mean sample score, rounded to 2 decimals."""
-    return round(100 * sum(sample_scores) / len(sample_scores), 2)
+def task_score(sample_scores: Iterable[float]) -> float:
+    """A task's published score, eval.py's `scorer`: the sample scores added one by one in file order,
+    times 100 over their count, rounded to 2 decimals. Not the rounded mean, which can round the other
+    way on a tie (five zeros, 0.4, 0.4, 0.75 in that order: 19.38 here, 19.37 as 100 x the mean), nor `sum()`,
+    which compensates its rounding errors from Python 3.12 on."""
+    total, count = 0.0, 0
+    for score in sample_scores:
+        total += float(score)  # a Python float: numpy's round() rounds differently
+        count += 1
+    return round(100 * total / count, 2)
+
+
+LENGTH_GROUPS = ("0-4k", "4-8k", "8k+")
+
+
+def length_group_scores(sample_scores: Iterable[float], lengths: Iterable[int]) -> dict[str, float]:
+    """A LongBench-E task's scores by length, eval.py's `scorer_e`: the samples grouped by their data
+    row's `length` (under 4,000, under 8,000, the rest), each group 100 x numpy's mean rounded by numpy
+    to 2 decimals; NaN for a group without samples, as numpy's mean of nothing is there."""
+    groups: dict[str, list[float]] = {name: [] for name in LENGTH_GROUPS}
+    for score, length in zip(sample_scores, lengths, strict=True):
+        groups["0-4k" if length < 4000 else "4-8k" if length < 8000 else "8k+"].append(float(score))
+    return {name: float(round(100 * np.mean(scores), 2)) if scores else math.nan for name, scores in groups.items()}

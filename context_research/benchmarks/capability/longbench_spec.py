@@ -1,6 +1,8 @@
-"""LongBench v1's per-task settings as the official repository ships them (THUDM/LongBench, v1):
-the prompt templates (config/dataset2prompt.json) and generation lengths (config/dataset2maxlen.json),
-copied verbatim into longbench_config/, and the tasks pred.py leaves the chat template off.
+"""LongBench v1's per-task settings as the official repository ships them (THUDM/LongBench main; the
+v1 files sit in LongBench/config/ since LongBench v2, in config/ before): the prompt templates
+(dataset2prompt.json) and generation lengths (dataset2maxlen.json), copied verbatim into
+longbench_config/, and the tasks pred.py leaves the chat template off. Verbatim includes narrativeqa's
+"asconcisely" (twice): the published scores were made with it, and its fix (pull request #76) is unmerged.
 
 Data only (no torch, no scorer packages): the config schemas import it to validate task names.
 """

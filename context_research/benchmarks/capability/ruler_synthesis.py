@@ -53,11 +53,13 @@ class Rendered:
 
 @lru_cache(maxsize=1)
 def wonderwords_lists() -> tuple[list[str], list[str], list[str]]:
-    """RULER's word lists (the `wonderwords` package): nouns, adjectives, verbs."""
-    from wonderwords.random_word import _get_words_from_text_file
+    """RULER's word lists (the `wonderwords` package): nouns, adjectives, verbs, each in its file's
+    order with its repeats, as RULER reads them. `RandomWord.read_words` is the public form of the
+    reader RULER calls; `RandomWord.filter` would return them sorted and deduplicated instead."""
+    from wonderwords import Defaults, RandomWord
 
-    return tuple(_get_words_from_text_file(name) for name in ("nounlist.txt", "adjectivelist.txt",
-                                                                "verblist.txt"))
+    return tuple(RandomWord.read_words(words.value) for words in (Defaults.NOUNS, Defaults.ADJECTIVES,
+                                                                  Defaults.VERBS))
 
 
 def read_essay_words(path: str) -> list[str]:

@@ -104,3 +104,14 @@ def tiny_model(tokenizer: Path, *overrides: str):
     from tests.conftest import compose_config
 
     return OmegaConf.to_object(compose_config([f"model.tokenizer={tokenizer}", *overrides]).model)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tokenizer_dir, tmp_path_factory):
+    """The tiny model on the HF engine behind the aggregated scheduler, as a job builds them."""
+    from tests.conftest import aggregated, hf_engine
+
+    engine = hf_engine(tmp_path_factory.mktemp("models"), [f"model.tokenizer={tokenizer_dir}"])
+    engine.start()
+    scheduler = aggregated(engine)
+    return scheduler

@@ -1,10 +1,13 @@
 """LongBench's official metrics on hand-checked cases (expected values worked out in the comments)."""
 
+import math
+
+import numpy as np
 import pytest
 
 from context_research.benchmarks.capability.longbench_metrics import (
-    classification_score, code_sim_score, count_score, normalize_answer, normalize_zh_answer, qa_f1_score,
-    qa_f1_zh_score, retrieval_score, retrieval_zh_score, rouge_score, score_sample, task_score)
+    classification_score, code_sim_score, count_score, length_group_scores, normalize_answer, normalize_zh_answer,
+    qa_f1_score, qa_f1_zh_score, retrieval_score, retrieval_zh_score, rouge_score, score_sample, task_score)
 
 TREC = ["Human", "Location", "Entity"]
 
@@ -84,3 +87,38 @@ def test_score_sample_first_line_rule_and_best_reference():
 def test_task_score_rounds_a_percentage():
     assert task_score([1, 0, 0.5]) == 50.0
     assert task_score([1 / 3, 0, 0]) == 11.11
+
+
+TIE = [0, 0, 0, 0, 0, 0.4, 0.4, 0.75]  # 1.55 / 8 = 0.19375: a tie at 2 decimals, decided by rounding errors
+
+
+def test_task_score_is_eval_pys_running_sum_on_a_tie():
+    # eval.py: 0.4 + 0.4 + 0.75 = 1.5500000000000000444 (the double above 1.55), x 100 = 155.0, / 8 = 19.375
+    # exactly, which round() takes to the even 19.38
+    assert task_score(TIE) == 19.38
+    # the rule this replaced, 100 x the mean: numpy pairs 0.4 + 0.75 first, 1.5499999999999998 -> 19.37
+    assert round(100 * float(np.mean(TIE)), 2) == 19.37
+    assert task_score(np.array(TIE)) == 19.38 and type(task_score(np.array(TIE))) is float
+    # the file order counts, as in eval.py: 0.75 + 0.4 + 0.4 = 1.5499999999999998 -> 19.374999999999996
+    assert task_score([0.75, 0.4, 0.4, 0, 0, 0, 0, 0]) == 19.37
+    # 0.6 + 0.75 + 0.1 = 1.4500000000000002 -> 18.13; the exact sum (math.fsum, and sum() from Python 3.12) -> 18.12
+    assert task_score([0.6, 0.75, 0.1, 0, 0, 0, 0, 0]) == 18.13
+    assert round(100 * math.fsum([0.6, 0.75, 0.1]) / 8, 2) == 18.12
+
+
+def test_length_groups_are_eval_pys_scorer_e():
+    scores = [*TIE, 1.0, 0.0, 0.5]
+    lengths = [10, 20, 30, 40, 50, 60, 70, 3999, 4000, 7999, 8000]  # < 4000, < 8000, the rest
+    # scorer_e takes numpy's mean: on the same eight samples it gives 19.37 where scorer gives 19.38
+    assert length_group_scores(scores, lengths) == {"0-4k": 19.37, "4-8k": 50.0, "8k+": 50.0}
+    only_short = length_group_scores([1.0, 0.5], [100, 200])
+    assert only_short["0-4k"] == 75.0 and math.isnan(only_short["4-8k"]) and math.isnan(only_short["8k+"])
+    with pytest.raises(ValueError):
+        length_group_scores([1.0], [])
+
+
+def test_scorer_rounds_like_python_and_scorer_e_like_numpy():
+    # 100 x 0.12345 = 12.3450000000000006: Python's round() sees it above the tie -> 12.35; numpy's multiplies
+    # by 100 again, gets 1234.5 exactly and rounds half to even -> 12.34
+    assert task_score([0.12345]) == task_score(np.array([0.12345])) == 12.35
+    assert length_group_scores([0.12345], [100])["0-4k"] == 12.34

@@ -7,7 +7,7 @@ import torch
 
 from context_research.benchmarks.capability.pg19 import PG19Task, sliding_windows
 from context_research.requests import GenerationRequest
-from tests.conftest import aggregated, hf_engine, outcome_figures, typed
+from tests.conftest import outcome_figures, typed
 
 
 @pytest.mark.parametrize("length, window, stride", [(10, 4, 2), (10, 4, 3), (9, 4, 1), (3, 8, 4), (100, 32, 31)])
@@ -24,14 +24,6 @@ def test_windows_score_every_token_after_the_first_once(length, window, stride):
 def test_windows_must_overlap():
     with pytest.raises(ValueError, match="stride 4"):
         sliding_windows("b", list(range(10)), 4, 4)
-
-
-@pytest.fixture(scope="module")
-def scheduler(tokenizer_dir, tmp_path_factory):
-    """The tiny model on the HF engine behind the aggregated scheduler, as a job builds them."""
-    engine = hf_engine(tmp_path_factory.mktemp("models"), [f"model.tokenizer={tokenizer_dir}"])
-    engine.start()
-    return aggregated(engine)
 
 
 def test_prompt_logprobs_match_the_model_loss(scheduler):

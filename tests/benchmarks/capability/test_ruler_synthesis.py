@@ -1,12 +1,15 @@
 """RULER synthesis: deterministic per seed, every prompt holds its needles and answers, and every
 sample fills its target length to within 2% without passing it (measured with the model's tokenizer)."""
 
+import hashlib
+from collections import Counter
+
 import pytest
 
 from context_research.benchmarks.capability.ruler import synthesize
 from context_research.benchmarks.capability.ruler_spec import TASKS
 from context_research.benchmarks.capability.ruler_synthesis import (TaskSynthesizer, TooShort, largest_fitting,
-                                                                    read_essay_words, render_niah)
+                                                                    read_essay_words, render_niah, wonderwords_lists)
 from context_research.serving.prompting import PromptEncoder
 from tests.benchmarks.capability.conftest import tiny_model
 
@@ -89,3 +92,17 @@ def test_too_short_a_target_is_an_error(encoder):
 def test_essay_tasks_need_the_essay_file(encoder, tmp_path):
     with pytest.raises(FileNotFoundError, match="PaulGrahamEssays"):
         synthesize(encoder, ["niah_single_2"], 1024, 1, 0, str(tmp_path / "PaulGrahamEssays.json"))
+
+
+def test_word_lists_are_wonderwords_files_in_order_with_their_repeats():
+    nouns, adjectives, verbs = wonderwords_lists()
+    assert (len(nouns), len(adjectives), len(verbs)) == (6782, 912, 1042)
+    assert nouns[:3] == ["ATM", "CD", "SUV"] and nouns[1000] == "chaos" and nouns[-1] == "zucchini"
+    # the adjective file is not sorted, and two adjectives and one verb appear twice: a sorted or
+    # deduplicated list would change which word a seeded draw picks
+    assert adjectives[:3] == ["quizzical", "highfalutin", "dynamic"] and adjectives[-2:] == ["hushed", "rural"]
+    assert [w for w, n in Counter(adjectives).items() if n > 1] == ["wet", "nasty"]
+    assert verbs[:3] == ["abide", "accelerate", "accept"] and verbs[1000] == "warn" and verbs[-1] == "zoom"
+    assert [w for w, n in Counter(verbs).items() if n > 1] == ["melt"]
+    digests = [hashlib.sha256("\n".join(words).encode()).hexdigest()[:16] for words in (nouns, adjectives, verbs)]
+    assert digests == ["d2e7b4a3fe536cfb", "a1d78b64addb8621", "0ee563820008ca42"]  # wonderwords 3.0.1's files
