@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -55,7 +56,11 @@ class LatencyBenchmarkConfig:
 
 
 LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "normal")
-ARRIVAL_PROCESSES = ("closed", "poisson", "gamma", "all_at_once")
+ARRIVAL_PROCESSES = ("closed", "poisson", "gamma", "all_at_once", "trace", "sessions")
+THINK_TIME_DISTRIBUTIONS = ("fixed", "uniform", "exponential")
+TEXT_SOURCES = ("sharegpt", "jsonl")  # text prompts, tokenised with the model's tokenizer
+TRACE_SOURCES = ("mooncake", "azure", "burstgpt")  # lengths and timestamps; token-id prompts
+WORKLOAD_SOURCES = ("synthetic", *TEXT_SOURCES, *TRACE_SOURCES)
 
 
 @dataclass
@@ -92,21 +97,63 @@ class LengthConfig:
 
 @dataclass
 class LoadWorkloadConfig:
-    """Synthetic requests for load: seeded lengths and token ids, optionally a shared prefix (the
-    first `shared_prefix_len` tokens of every prompt are the same, for prefix caching)."""
+    """The requests of a load run. `source: synthetic`: seeded lengths and token ids, optionally a
+    shared prefix (the first `shared_prefix_len` tokens of every prompt are the same, for prefix
+    caching). Any other source reads the local file `path` in its published format: `sharegpt`
+    (ShareGPT JSON) and `jsonl` ({"prompt", "output_len"?} lines) are text, tokenised with the
+    model's tokenizer; `mooncake` (JSONL), `azure` and `burstgpt` (CSV) are traces of lengths and
+    timestamps, sent as seeded token ids (`arrival.process: trace` replays their times).
+    `num_requests` requests are sent (sessions: conversations); `fixed_output_len` replaces a file's
+    output lengths; `max_turns` caps the user turns of a session (null: all that fit)."""
 
+    source: str = "synthetic"
+    path: Optional[str] = None
     prompt_len: LengthConfig = field(default_factory=LengthConfig)
     output_len: LengthConfig = field(default_factory=lambda: LengthConfig(mean=16))
     shared_prefix_len: int = 0
     num_requests: int = 16
     seed: int = 0
+    fixed_output_len: Optional[int] = None
+    max_turns: Optional[int] = None
 
     def __post_init__(self) -> None:
+        require_choice("source", self.source, WORKLOAD_SOURCES)
         require(self.num_requests >= 1, "num_requests", self.num_requests, "an integer >= 1")
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        shortest = self.prompt_len.shortest
-        require(0 <= self.shared_prefix_len <= shortest, "shared_prefix_len", self.shared_prefix_len,
-                f"an integer from 0 to the shortest prompt ({shortest})")
+        require(self.fixed_output_len is None or self.fixed_output_len >= 1, "fixed_output_len",
+                self.fixed_output_len, "an integer >= 1, or null (the file's output lengths)")
+        require(self.max_turns is None or self.max_turns >= 1, "max_turns", self.max_turns,
+                "an integer >= 1, or null (every turn that fits)")
+        if self.source == "synthetic":
+            require(self.path is None, "path", self.path, "null for source=synthetic (it reads no file)")
+            shortest = self.prompt_len.shortest
+            require(0 <= self.shared_prefix_len <= shortest, "shared_prefix_len", self.shared_prefix_len,
+                    f"an integer from 0 to the shortest prompt ({shortest})")
+            return
+        require(self.path is not None and os.path.isfile(self.path), "path", self.path,
+                f"an existing local file (the {self.source} data)")
+        require(self.shared_prefix_len == 0, "shared_prefix_len", self.shared_prefix_len,
+                f"0 for source={self.source} (its prompts come from the file)")
+
+
+@dataclass
+class ThinkTimeConfig:
+    """Seconds a user takes between a reply and their next message: `fixed` (always `mean_s`),
+    `uniform` (low_s..high_s) or `exponential` (mean `mean_s`); seeded per session."""
+
+    distribution: str = "fixed"
+    mean_s: float = 1.0
+    low_s: Optional[float] = None
+    high_s: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        require_choice("distribution", self.distribution, THINK_TIME_DISTRIBUTIONS)
+        require(self.mean_s >= 0, "mean_s", self.mean_s, "seconds >= 0")
+        if self.distribution == "uniform":
+            require(self.low_s is not None and self.low_s >= 0, "low_s", self.low_s,
+                    "seconds >= 0 (a uniform think time needs low_s and high_s)")
+            require(self.high_s is not None and self.high_s >= self.low_s, "high_s", self.high_s,
+                    f"seconds >= low_s ({self.low_s})")
 
 
 @dataclass
@@ -114,19 +161,26 @@ class ArrivalConfig:
     """When requests arrive. `closed`: `concurrency` requests in flight, the next sent when one
     finishes. `poisson`: open loop at `rate` req/s. `gamma`: open loop at `rate` req/s with gamma
     inter-arrivals of shape `burstiness` (1 = Poisson, < 1 burstier, > 1 steadier). `all_at_once`:
-    an offline batch. The run ends after `num_requests` or `duration_s`, whichever comes first;
-    the first `warmup_requests` and last `cooldown_requests` sent are excluded from the figures."""
+    an offline batch. `trace`: at a trace's timestamps, the gaps multiplied by `time_scale` (0.5 =
+    twice as fast). `sessions`: multi-turn conversations, `concurrency` at once, each turn sent
+    `think_time` after the reply to the one before. The run ends after `num_requests` or
+    `duration_s`, whichever comes first; the first `warmup_requests` and last `cooldown_requests`
+    sent are excluded from the figures."""
 
     process: str = "closed"
     concurrency: int = 1
     rate: float = 1.0
     burstiness: float = 1.0
+    time_scale: float = 1.0
+    think_time: ThinkTimeConfig = field(default_factory=ThinkTimeConfig)
     duration_s: Optional[float] = None
     warmup_requests: int = 0
     cooldown_requests: int = 0
 
     def __post_init__(self) -> None:
         require_choice("process", self.process, ARRIVAL_PROCESSES)
+        require(self.time_scale > 0, "time_scale", self.time_scale, "a factor > 0 on the trace's gaps "
+                "(0.5 = twice as fast)")
         require(self.concurrency >= 1, "concurrency", self.concurrency, "an integer >= 1")
         require(self.rate > 0, "rate", self.rate, "requests per second > 0")
         require(self.burstiness > 0, "burstiness", self.burstiness, "a gamma shape > 0 (1 = Poisson)")
@@ -154,15 +208,34 @@ class SLOConfig:
 
 @dataclass
 class ThroughputBenchmarkConfig:
-    """Many requests in flight: throughput, goodput, latency under load, KV-capacity load."""
+    """Many requests in flight: throughput, goodput, latency under load, KV-capacity load.
+    `max_model_len`: the engine's context limit where the serving config sets one (null: the
+    model's); file records that do not fit it are skipped. `cache_dir`: where `datasets` keeps
+    the tables it builds from JSON files."""
 
     _target_: str = "context_research.benchmarks.throughput.ThroughputBenchmark"
     name: str = "throughput"
     workload: LoadWorkloadConfig = field(default_factory=LoadWorkloadConfig)
     arrival: ArrivalConfig = field(default_factory=ArrivalConfig)
     slo: SLOConfig = field(default_factory=SLOConfig)
+    max_model_len: Optional[int] = None
+    cache_dir: Optional[str] = None
+
+    @property
+    def needs_tokenizer(self) -> bool:
+        """Text sources are tokenised with the model's tokenizer (checked by the cross-field rules)."""
+        return self.workload.source in TEXT_SOURCES
 
     def __post_init__(self) -> None:
+        require(self.max_model_len is None or self.max_model_len >= 1, "max_model_len", self.max_model_len,
+                "null or an integer >= 1")
+        source = self.workload.source
+        if self.arrival.process == "trace":
+            require(source in TRACE_SOURCES, "arrival.process", self.arrival.process,
+                    f"a trace replays the timestamps of workload.source {', '.join(TRACE_SOURCES)} (not {source})")
+        if self.arrival.process == "sessions":
+            require(source == "sharegpt", "arrival.process", self.arrival.process,
+                    f"sessions are ShareGPT conversations: workload.source=sharegpt (not {source})")
         if self.arrival.process == "all_at_once":
             require(self.arrival.duration_s is None, "arrival.duration_s", self.arrival.duration_s,
                     "null for all_at_once (an offline batch is bounded by its request count)")

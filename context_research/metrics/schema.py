@@ -142,6 +142,10 @@ class LoadSection(Section):
     concurrency: Optional[int] = None
     request_rate: Number = None
     burstiness: Number = None
+    time_scale: Number = None  # trace replay: timestamps multiplied by it
+    workload_source: Optional[str] = None  # a data set or trace (workloads/sources.py); null: synthetic
+    workload_path: Optional[str] = None
+    n_skipped_records: Optional[int] = None  # records of the file left out (too long, too short)
     prompt_len: Optional[int] = None
     output_len: Optional[int] = None
     shared_prefix_len: Optional[int] = None
@@ -153,6 +157,21 @@ class LoadSection(Section):
     kv_capacity_tokens: Number = None
     kv_load_peak: Number = None
     kv_load: Number = None
+
+
+@dataclass
+class SessionSection(Section):
+    """Multi-turn sessions (workloads/sessions.py): the think time between turns, and per-session
+    figures over the sessions whose every turn succeeded (benchmarks/throughput.py)."""
+
+    key: ClassVar[str] = "sessions"
+    think_time: Optional[str] = None
+    think_time_mean_s: Number = None
+    max_turns: Optional[int] = None
+    n_sessions: Optional[int] = None
+    turns_per_session_mean: Number = None
+    session_p50_s: Number = None
+    session_p95_s: Number = None
 
 
 @dataclass
@@ -291,8 +310,8 @@ class TaskSection(Section):
         return cls(figures=dict(data))
 
 
-SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SLOSection,
-                                       GpuSection, MemorySection, KVTransferSection, RooflineSection,
+SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SessionSection,
+                                       SLOSection, GpuSection, MemorySection, KVTransferSection, RooflineSection,
                                        EngineStepsSection)
 
 

@@ -1,8 +1,10 @@
-"""Throughput benchmark end to end on the tiny HF engine: each arrival process in-process, and a
-small E2 sweep through launch.py leaving completed records with the load figures."""
+"""Throughput benchmark end to end on the tiny HF engine: each arrival process in-process (ShareGPT
+sessions too), a small E2 sweep and a Mooncake trace replay through launch.py leaving completed
+records with the load figures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,9 @@ def test_poisson_arrivals_follow_the_seeded_schedule(scheduler) -> None:
     assert outcome["arrival_process"] == "poisson" and outcome["request_rate"] == 50
     assert outcome["checks"] == {"full_outputs": True}
     assert outcome["goodput_req_s"] > 0 and outcome["slo_attainment"] == 1.0
+    # a synthetic workload's figures and rows are what they were before file sources came
+    assert all(outcome[key] is None for key in ("workload_source", "n_skipped_records", "time_scale"))
+    assert not {"source_record", "session_id"} & set(seen[0][0].metadata)
 
 
 def test_all_at_once_goes_through_generate_batch(scheduler) -> None:
@@ -69,6 +74,72 @@ def test_gamma_arrivals_with_varied_lengths_and_a_shared_prefix(scheduler) -> No
     assert {len(r.prompt_token_ids) for r in samples.requests} != {12}
     assert [result.prompt_tokens for result, _ in seen] == [len(r.prompt_token_ids) for r in samples.requests]
     assert outcome["burstiness"] == 0.5 and outcome["checks"]["full_outputs"]
+
+
+def test_sharegpt_sessions_through_the_benchmark(scheduler, tmp_path) -> None:
+    from tests.benchmarks.capability.conftest import build_tokenizer
+    from tests.workloads.conftest import conversation
+
+    tokenizer = build_tokenizer(tmp_path / "tokenizer")
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps([conversation(i, turns=2 + i % 2) for i in range(4)]), encoding="utf-8")
+    benchmark, samples, seen, outcome = run_benchmark(
+        scheduler, f"model.tokenizer={tokenizer}", "benchmark.workload.source=sharegpt",
+        f"benchmark.workload.path={path}", "benchmark.workload.fixed_output_len=4", "num_prompts=4",
+        "benchmark.arrival.process=sessions", "concurrency=2", "benchmark.arrival.think_time.mean_s=0.01",
+        "benchmark.arrival.warmup_requests=1")
+    results = [result for result, _ in seen]
+    assert len(results) == len(samples.requests) == 2 + 3 + 2 + 3
+    assert [phase for _, phase in seen] == ["warmup"] + ["measure"] * 9
+    turns = {}
+    for result in results:
+        turns.setdefault(result.metadata["session_id"], []).append((result.metadata["turn"], result.prompt_tokens))
+    for session in turns.values():  # every turn's prompt is longer than the one before
+        assert [turn for turn, _ in session] == list(range(1, len(session) + 1))
+        assert all(a < b for (_, a), (_, b) in zip(session, session[1:]))
+    assert outcome["arrival_process"] == "sessions" and outcome["concurrency"] == 2
+    assert outcome["n_sessions"] == 4 and outcome["turns_per_session_mean"] == 2.5
+    assert 0 < outcome["session_p50_s"] <= outcome["session_p95_s"]
+    assert outcome["workload_source"] == "sharegpt" and outcome["n_skipped_records"] == 0
+    assert outcome["think_time"] == "fixed" and outcome["think_time_mean_s"] == 0.01
+    assert outcome["checks"] == {"full_outputs": True}
+
+
+def test_mooncake_trace_replay_through_launch(run_launch, tmp_path) -> None:
+    records = [{"timestamp": t, "input_length": n, "output_length": m, "hash_ids": h} for t, n, m, h in [
+        (0, 600, 4, [0, 1]), (0, 1100, 3, [0, 1, 2]), (40, 300, 2, [0]), (90, 5000, 8, list(range(10, 20))),
+        (150, 700, 5, [0, 3])]]
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    process, root = run_launch("benchmark=throughput", "benchmark.workload.source=mooncake",
+                               f"benchmark.workload.path={trace}", "benchmark.arrival.process=trace",
+                               "benchmark.arrival.time_scale=2.0", "num_prompts=10", "serving.device=cpu")
+    assert process.returncode == 0, process.stderr[-3000:]
+    [manifest] = manifests(root / "run")
+    assert manifest["status"] == "completed"
+    summary = read_summary(manifest["_dir"])
+    assert summary["passed"] and summary["n_requests"] == 4 and summary["n_skipped_records"] == 1  # 5000 > 4096
+    assert (summary["arrival_process"], summary["time_scale"], summary["workload_source"]) == ("trace", 2.0, "mooncake")
+    rows = pd.read_parquet(Path(manifest["_dir"]) / "requests.parquet")
+    assert rows["source_record"].tolist() == [1, 2, 3, 5]
+    assert rows["prompt_tokens"].tolist() == [600, 1100, 300, 700]
+    assert rows["completion_tokens"].tolist() == [4, 3, 2, 5]
+    offsets = (rows["arrival_s"] - rows["arrival_s"].iloc[0]).to_numpy()
+    np.testing.assert_allclose(offsets, [0.0, 0.0, 0.08, 0.3], atol=1e-6)  # the trace's ms, doubled
+    assert (rows["queue_wait_ms"] >= 0).all()
+
+
+def test_a_bad_trace_fails_the_job_in_one_line_before_any_engine_starts(run_launch, tmp_path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 600, "output_length": 4, "hash_ids": [0]}) + "\n",
+                     encoding="utf-8")
+    process, root = run_launch("benchmark=throughput", "benchmark.workload.source=mooncake",
+                               f"benchmark.workload.path={trace}", "benchmark.arrival.process=trace")
+    assert process.returncode == 1
+    line = f"{trace}: record 1: hash_ids: 1 ids, but input_length 600 spans 2 blocks of 512 tokens"
+    assert f"error: job failed: WorkloadFileError: {line}" in process.stderr
+    [manifest] = manifests(root / "run")
+    assert manifest["status"] == "failed" and manifest["engine_key"] is None  # no engine was built
 
 
 def test_e2_sweep_on_cpu_leaves_completed_records(run_launch) -> None:

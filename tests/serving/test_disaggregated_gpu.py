@@ -13,13 +13,11 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from context_research.requests import GenerationRequest
-from context_research.serving.backends.hf import HFBackend
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range
-from tests.conftest import compose_config
+from tests.conftest import hf_engine, typed
 
 pytestmark = pytest.mark.gpu
 
@@ -32,9 +30,9 @@ MIN_RATE_GB_S = 300.0
 def engines(tmp_path_factory):
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two GPUs")
-    model = OmegaConf.to_object(compose_config(["model=qwen3_8b"]).model)
-    cache = str(tmp_path_factory.mktemp("cache"))
-    pair = {pool: HFBackend(model=model, cache_dir=cache, device=device, dtype="bfloat16", seed=0)
+    model = typed(["model=qwen3_8b"], "model")
+    cache = tmp_path_factory.mktemp("cache")
+    pair = {pool: hf_engine(cache, ["model=qwen3_8b", f"serving.device={device}", "serving.dtype=bfloat16"])
             for pool, device in (("prefill", "cuda:0"), ("decode", "cuda:1"))}
     for engine in pair.values():
         engine.start()
@@ -48,8 +46,9 @@ def handoffs(engines):
     """The same 32K request through the disaggregated scheduler twice (the first also enables peer
     access and fills the decode GPU's allocator), and once aggregated on cuda:0."""
     model, pair = engines
-    scheduler = DisaggregatedScheduler(engine="hf", prefill_device="cuda:0", decode_device="cuda:1",
-                                       transfer="device_copy")
+    scheduler = DisaggregatedScheduler(typed(["scheduler=disaggregated", "scheduler.prefill_device=cuda:0",
+                                              "scheduler.decode_device=cuda:1", "scheduler.transfer=device_copy"],
+                                             "scheduler"))
     scheduler.bind(pair)
     [ids] = synthetic_prompts(1, PROMPT_LEN, token_id_range(model.config_json), seed=0)
     request = GenerationRequest(request_id="handoff-32k", prompt_token_ids=ids, max_new_tokens=8,

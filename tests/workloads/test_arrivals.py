@@ -10,6 +10,7 @@ import pytest
 
 from context_research.requests import GenerationRequest, GenerationResult
 from context_research.workloads.arrivals import AllAtOnce, ClosedLoop, OpenLoop
+from context_research.workloads.workload import LABELS
 
 
 class TimedTarget:
@@ -107,3 +108,25 @@ def test_all_at_once_is_one_batch_with_one_arrival() -> None:
     assert len({r.arrival_time for r in results}) == 1
     with pytest.raises(ValueError):
         AllAtOnce().run(requests(2), target, duration_s=1.0)
+
+
+class FailingTarget(TimedTarget):
+    async def generate_async(self, request: GenerationRequest) -> GenerationResult:
+        if request.request_id == "q1":
+            raise RuntimeError("engine fell over")
+        return await super().generate_async(request)
+
+
+def test_every_process_puts_the_request_labels_on_its_result_row() -> None:
+    def labelled_requests(count: int) -> list[GenerationRequest]:
+        sent = requests(count)
+        for index, request in enumerate(sent):
+            request.metadata[LABELS] = {"source_record": index + 1}
+        return sent
+
+    closed = ClosedLoop(concurrency=2).run(labelled_requests(3), FailingTarget())
+    assert [r.metadata["source_record"] for r in closed] == [1, 2, 3]
+    assert closed[1].error == "RuntimeError: engine fell over"  # a failed request keeps its labels too
+    batch = AllAtOnce().run(labelled_requests(3), TimedTarget())
+    assert [r.metadata["source_record"] for r in batch] == [1, 2, 3]
+    assert "source_record" not in ClosedLoop(concurrency=1).run(requests(1), TimedTarget())[0].metadata
