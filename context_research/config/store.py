@@ -11,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 from context_research.config.benchmark import LatencyBenchmarkConfig, ThroughputBenchmarkConfig
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
 from context_research.config.collectors import CollectorsConfig
+from context_research.config.hardware import HardwareConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
 from context_research.config.scheduler import AggregatedSchedulerConfig, DisaggregatedSchedulerConfig
@@ -29,6 +30,7 @@ SCHEMAS = {
     "benchmark_ruler": RulerConfig,
     "benchmark_pg19": PG19Config,
     "collectors": CollectorsConfig,
+    "hardware": HardwareConfig,
     "paths": PathsConfig,
 }
 

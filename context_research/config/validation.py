@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from context_research.config.errors import ConfigError, require
 from context_research.config.job import JobConfig
 
-GROUPS = ("model", "serving", "scheduler", "benchmark", "collectors", "paths")
+GROUPS = ("model", "serving", "scheduler", "hardware", "benchmark", "collectors", "paths")
 ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
 
 
@@ -100,6 +100,22 @@ def _check_scheduler_pools(cfg: DictConfig, typed: dict[str, Any]) -> None:
     require(hasattr(scheduler, "name"), "scheduler", cfg.scheduler, "a scheduler config with a name")
 
 
+def gpu_index(serving: Any) -> int:
+    """The visible GPU the job's engine runs on: N for serving.device=cuda:N, else the first."""
+    match = re.match(r"^cuda:(\d+)$", str(getattr(serving, "device", None) or ""))
+    return int(match.group(1)) if match else 0
+
+
+def resolved_hardware(typed: dict[str, Any]) -> Any:
+    """The job's hardware profile with `auto` resolved from NVML (hardware/profiles.py)."""
+    from context_research.hardware.profiles import resolve
+
+    try:
+        return resolve(typed["hardware"], gpu_index(typed["serving"]))
+    except ConfigError as error:
+        raise error.under("hardware") from None
+
+
 CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
     _check_weights,
@@ -110,10 +126,11 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
 
 
 def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Check a composed job config; return the typed schema object of each group."""
+    """Check a composed job config; return the typed schema object of each group (hardware resolved)."""
     root = {key: cfg[key] for key in ROOT_KEYS if key in cfg}
     JobConfig(**root)
     typed = {group: _typed(cfg[group], group) for group in GROUPS}
+    typed["hardware"] = resolved_hardware(typed)  # `auto` becomes the device, for the rules that use it
     for rule in CROSS_FIELD_RULES:
         rule(cfg, typed)
     return typed

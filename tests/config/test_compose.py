@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from context_research.config import validate
 from tests.conftest import CONF, REPO, compose_config
 
-GROUPS = ["model", "serving", "scheduler", "benchmark", "collectors", "paths"]
+GROUPS = ["model", "serving", "scheduler", "benchmark", "collectors", "hardware", "paths"]
 
 
 def options(group: str) -> list[str]:
