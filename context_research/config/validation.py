@@ -116,12 +116,30 @@ def resolved_hardware(typed: dict[str, Any]) -> Any:
         raise error.under("hardware") from None
 
 
+def _check_quantization(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """FP8 weights need FP8 tensor cores; bitsandbytes needs CUDA (judged from the hardware profile)."""
+    from context_research.config.hardware import FP8_COMPUTE_CAPABILITY
+
+    quantization, hardware, serving = typed["model"].quantization, typed["hardware"], typed["serving"]
+    if quantization == "fp8":
+        have = f"compute capability {hardware.compute_capability}" if hardware.compute_capability else "none known"
+        require(hardware.has_fp8, "model.quantization", quantization,
+                f"a GPU with FP8 tensor cores (compute capability >= {'.'.join(map(str, FP8_COMPUTE_CAPABILITY))}: "
+                f"Ada, Hopper or newer); hardware {hardware.name!r} has {have}; or null")
+    elif quantization is not None:
+        on_cpu = getattr(serving, "device", None) == "cpu"
+        where = "serving.device='cpu'" if on_cpu else f"hardware {hardware.name!r}"
+        require(hardware.is_gpu and not on_cpu, "model.quantization", quantization,
+                f"a CUDA GPU (bitsandbytes), which {where} is not; or null")
+
+
 CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_lengths,
     _check_weights,
     _check_token_budget,
     _check_tokenizer,
     _check_scheduler_pools,
+    _check_quantization,
 ]
 
 

@@ -30,6 +30,9 @@ BAD_OVERRIDES = [
     (["hardware.memory_budget_gb=-1"], "hardware.memory_budget_gb=-1.0: a number > 0, or null"),
     (["hardware=h200", "hardware.compute_capability=9"],
      "hardware.compute_capability='9': null or \"major.minor\", e.g. \"8.9\""),
+    (["model.quantization=int3"], "model.quantization='int3': null or one of fp8, bnb_4bit, bnb_8bit"),
+    (["hardware=a100_80gb", "model.quantization=fp8"],
+     "model.quantization='fp8': a GPU with FP8 tensor cores (compute capability >= 8.9: Ada, Hopper or newer)"),
 ]
 
 
