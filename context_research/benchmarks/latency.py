@@ -1,5 +1,8 @@
 """Latency benchmark: requests one at a time, warm-up first, then `repeats` x `num_prompts`
-measured requests, each with a distinct prompt (so no prefix cache hides the prefill)."""
+measured requests, each with a distinct prompt (so no prefix cache hides the prefill). The summary
+carries the roofline floors on the job's hardware (profiling/roofline.py): `ttft_floor_ms`,
+`tpot_floor_ms`, `roofline_hardware`, `roofline_peaks` (datasheet or measured), and
+`roofline_reason` where a floor is null (no GPU, or a ceiling the hardware profile lacks)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class LatencyBenchmark(BenchmarkTask):
         self.repeats = config.repeats
         self.check_reproducibility = config.check_reproducibility
         self.hardware = config.hardware
+        self.kv_cache_dtype = config.kv_cache_dtype
 
     def load(self, split: str = "test") -> LatencyWorkload:
         w = self.workload
@@ -69,8 +73,43 @@ class LatencyBenchmark(BenchmarkTask):
             checks["reproducible"] = again.output_token_ids == first_tokens
         outcome = BenchmarkOutcome(checks=checks)
         if self.hardware is not None:
-            outcome.sections.append(RooflineSection(
-                roofline_hardware=self.hardware.name,
-                **floors(self.model.config_json, self.model.dtype, self.workload.prompt_len, self.workload.output_len,
-                         self.hardware.hbm_bytes_per_s, self.hardware.matmul_flops_per_s)))
+            outcome.sections.append(RooflineSection(**self.roofline()))
         return outcome
+
+    def roofline(self) -> dict[str, Any]:
+        """TTFT and TPOT floors on the job's hardware (`auto`: the first visible GPU), from the
+        datasheet or, with hardware.calibrate=true, from this GPU's measured ceilings (recorded as
+        `calibrated_*`). The prefill floor uses the FP8 rate for FP8 weights, else the BF16 rate."""
+        from context_research.hardware.calibration import calibrated, roofline_peaks
+        from context_research.hardware.profiles import resolve
+
+        hardware = resolve(self.hardware)
+        measurement = calibrated() if hardware.is_gpu and hardware.calibrate else None
+        peaks = roofline_peaks(hardware, measurement)
+        quantization, dtype = self.model.quantization, self.model.dtype
+        reasons = [peaks.reason] if peaks.reason else []
+        if quantization == "fp8":
+            matmul, rate = peaks.fp8_flops_per_s, "FP8"
+        elif dtype in ("bfloat16", "float16"):
+            matmul, rate = peaks.bf16_flops_per_s, "BF16"
+        else:
+            matmul, rate = None, None
+        if hardware.is_gpu:
+            if rate is None:
+                reasons.append(f"no {dtype} matmul ceiling: the TTFT floor is for 16-bit or FP8 weights")
+            elif matmul is None and peaks.source == "datasheet":
+                reasons.append(f"{hardware.name} has no {rate} matmul ceiling in its profile "
+                               "(hardware.calibrate=true measures it)")
+            if peaks.hbm_bytes_per_s is None and peaks.source == "datasheet":
+                reasons.append(f"{hardware.name} has no memory bandwidth in its profile")
+        kv_dtype = None if self.kv_cache_dtype == "auto" else self.kv_cache_dtype
+        figures = floors(self.model.config_json, dtype, self.workload.prompt_len, self.workload.output_len,
+                         peaks.hbm_bytes_per_s, matmul, kv_dtype, quantization)
+        figures.update(roofline_hardware=hardware.name, roofline_peaks=peaks.source)
+        if reasons and (figures["ttft_floor_ms"] is None or figures["tpot_floor_ms"] is None):
+            figures["roofline_reason"] = "; ".join(reasons)
+        if measurement is not None and "error" not in measurement:
+            figures.update({f"calibrated_{key}": measurement[key]
+                            for key in ("hbm_bytes_per_s", "bf16_flops_per_s", "fp8_flops_per_s")})
+            figures["calibrated_device"] = measurement["device"]
+        return figures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from context_research.config.errors import require, require_choice
 
@@ -26,21 +26,10 @@ class WorkloadConfig:
 
 
 @dataclass
-class HardwarePeaks:
-    """Measured ceilings for the roofline floors (defaults: one H200, measured here)."""
-
-    name: str = "H200"
-    hbm_bytes_per_s: float = 4.3e12
-    matmul_flops_per_s: float = 790e12
-
-    def __post_init__(self) -> None:
-        require(self.hbm_bytes_per_s > 0, "hbm_bytes_per_s", self.hbm_bytes_per_s, "a number > 0")
-        require(self.matmul_flops_per_s > 0, "matmul_flops_per_s", self.matmul_flops_per_s, "a number > 0")
-
-
-@dataclass
 class LatencyBenchmarkConfig:
-    """Requests one at a time: TTFT, TPOT, ITL and E2E per request after warm-up."""
+    """Requests one at a time: TTFT, TPOT, ITL and E2E per request after warm-up, with the
+    roofline floors of the job's `hardware` (the root group, interpolated) where it has ceilings.
+    `kv_cache_dtype` is the engine's (auto = the model's dtype), for the decode floor."""
 
     _target_: str = "context_research.benchmarks.latency.LatencyBenchmark"
     name: str = "latency"
@@ -48,7 +37,8 @@ class LatencyBenchmarkConfig:
     warmup: int = 1
     repeats: int = 1
     check_reproducibility: bool = True
-    hardware: HardwarePeaks = field(default_factory=HardwarePeaks)
+    hardware: Any = None
+    kv_cache_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")

@@ -39,6 +39,7 @@ class JobConfig:
     scheduler: Any = MISSING
     benchmark: Any = MISSING
     collectors: Any = MISSING
+    hardware: Any = MISSING
     paths: Any = MISSING
 
     def __post_init__(self) -> None:

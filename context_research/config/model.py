@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 from omegaconf import MISSING
 
 from context_research.config.errors import require, require_choice
+from context_research.profiling.roofline import QUANTIZATIONS
 
 DTYPES = ("bfloat16", "float16", "float32")
 LOAD_FORMATS = ("auto", "dummy")
@@ -45,6 +46,9 @@ class ModelConfig:
     tokenizer: Optional[str] = None
     load_format: str = "auto"
     dtype: str = "bfloat16"
+    # weight quantization of the Linear layers (embeddings, LM head and norms stay in `dtype`): null,
+    # fp8 (vLLM's online FP8; needs compute capability >= 8.9), bnb_4bit or bnb_8bit (bitsandbytes; CUDA)
+    quantization: Optional[str] = None
     max_model_len: int = MISSING
     architecture: Dict[str, Any] = field(default_factory=dict)
     # extra config.json fields applied on top of `architecture` by both engines (e.g. YaRN)
@@ -54,6 +58,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require_choice("dtype", self.dtype, DTYPES)
         require_choice("load_format", self.load_format, LOAD_FORMATS)
+        require(self.quantization is None or self.quantization in QUANTIZATIONS, "quantization", self.quantization,
+                "null or one of " + ", ".join(QUANTIZATIONS))
         require(self.path is None or os.path.isdir(self.path), "path", self.path,
                 "an existing local directory, or null")
         require(self.tokenizer in (None, BUILT_TOKENIZER) or os.path.isdir(self.tokenizer), "tokenizer",

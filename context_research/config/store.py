@@ -12,6 +12,7 @@ from context_research.config.benchmark import LatencyBenchmarkConfig, Throughput
 from context_research.config.capability import LongBenchConfig, PG19Config, RulerConfig
 from context_research.config.collectors import (GpuCollectorConfig, KVTransferCollectorConfig, LatencyCollectorConfig,
                                                 MemoryCollectorConfig)
+from context_research.config.hardware import HardwareConfig
 from context_research.config.job import JobConfig, PathsConfig
 from context_research.config.model import ModelConfig
 from context_research.config.scheduler import AggregatedSchedulerConfig, DisaggregatedSchedulerConfig
@@ -33,6 +34,7 @@ SCHEMAS = {
     "collector_gpu": GpuCollectorConfig,
     "collector_memory": MemoryCollectorConfig,
     "collector_kv_transfer": KVTransferCollectorConfig,
+    "hardware": HardwareConfig,
     "paths": PathsConfig,
 }
 

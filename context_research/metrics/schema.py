@@ -261,6 +261,12 @@ class RooflineSection(Section):
 
     key: ClassVar[str] = "roofline"
     roofline_hardware: Optional[str] = None
+    roofline_peaks: Optional[str] = None  # datasheet | measured (hardware.calibrate=true)
+    roofline_reason: Optional[str] = None  # why a floor is null (no GPU, a ceiling the profile lacks)
+    calibrated_device: Optional[str] = None
+    calibrated_hbm_bytes_per_s: Number = None
+    calibrated_bf16_flops_per_s: Number = None
+    calibrated_fp8_flops_per_s: Number = None
     model_parameters: Number = None
     kv_bytes_per_token: Number = None
     ttft_floor_ms: Number = None

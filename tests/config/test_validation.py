@@ -26,6 +26,13 @@ BAD_OVERRIDES = [
     (["serving=vllm", "model.load_format=dummy", "serving.gpu_memory_utilization=1.5"],
      "serving.gpu_memory_utilization=1.5: a fraction in (0, 1]"),
     (["collectors.gpu.interval_s=0"], "collectors.gpu.interval_s=0.0: seconds from 0.001 to 60"),
+    (["hardware=tpu"], "hardware=tpu: no such option; allowed: a100_80gb, a10g, auto, cpu, h100_sxm, h200"),
+    (["hardware.memory_budget_gb=-1"], "hardware.memory_budget_gb=-1.0: a number > 0, or null"),
+    (["hardware=h200", "hardware.compute_capability=9"],
+     "hardware.compute_capability='9': null or \"major.minor\", e.g. \"8.9\""),
+    (["model.quantization=int3"], "model.quantization='int3': null or one of fp8, bnb_4bit, bnb_8bit"),
+    (["hardware=a100_80gb", "model.quantization=fp8"],
+     "model.quantization='fp8': a GPU with FP8 tensor cores (compute capability >= 8.9: Ada, Hopper or newer)"),
 ]
 
 

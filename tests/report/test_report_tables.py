@@ -20,8 +20,8 @@ def test_e1_table_from_real_runs(run_folders):
     assert table["prompt_len"].is_monotonic_increasing
     assert table["ttft_p50_ms"].notna().all() and table["tpot_cv"].notna().all()
     assert table["harness_overhead_p50_ms"].isna().all()  # the HF engine does not measure it: NaN, not invented
-    assert table["ttft_floor_ms"].notna().all()
-    assert table["ttft_measured_over_floor"].tolist() == pytest.approx((table["ttft_p50_ms"] / table["ttft_floor_ms"]).tolist())
+    # CPU runs: no GPU ceilings, so no roofline floors (the ratio: test_roofline_ratio_where_the_summary_has_floors)
+    assert table["ttft_floor_ms"].isna().all() and table["ttft_measured_over_floor"].isna().all()
 
 
 def test_e3_columns_from_renamed_summary_fields(tmp_path):

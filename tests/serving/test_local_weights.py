@@ -5,7 +5,6 @@ its config, and E4's RULER from it builds and answers the prompts that the seede
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,7 @@ from omegaconf import OmegaConf
 
 from context_research.serving.model_source import build_hf_model, built_tokenizer
 from tests.benchmarks.capability.conftest import write_data
-from tests.conftest import compose_config, launch, manifests
+from tests.conftest import compose_config, launch, manifests, read_summary
 
 RULER_TASKS = "[niah_single_1,niah_single_2]"  # a noise haystack and an essay haystack
 BUDGET = 512
@@ -45,7 +44,7 @@ def test_e0_from_model_path_gives_the_greedy_tokens_of_the_seeded_model(checkpoi
     from_config = launch([f"hydra.run.dir={tmp_path}/from-config", f"paths.cache_dir={model_cache}"], timeout=300)
     assert from_config.returncode == 0, from_config.stderr[-3000:]
     [manifest] = manifests(root / "run")
-    summary = json.loads((Path(manifest["_dir"]) / "summary.json").read_text())
+    summary = read_summary(manifest["_dir"])
     assert summary["passed"] and summary["checks"] == {"full_outputs": True, "reproducible": True}
     tokens = output_tokens(root / "run")
     assert len(tokens) == 5 and all(len(t) == 16 for t in tokens)  # one warm-up and four measured requests
@@ -62,7 +61,7 @@ def ruler_job(source: str, data: Path, run_dir: Path, cache: Path) -> tuple[dict
     [manifest] = manifests(run_dir)
     assert manifest["status"] == "completed"
     job = Path(manifest["_dir"])
-    return json.loads((job / "summary.json").read_text()), pd.read_parquet(job / "requests.parquet")
+    return read_summary(job), pd.read_parquet(job / "requests.parquet")
 
 
 def answers(requests: pd.DataFrame) -> list[tuple]:
