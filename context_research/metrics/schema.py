@@ -330,7 +330,7 @@ class Summary:
     sections: dict[str, Section] = field(default_factory=dict)
     other: dict[str, Any] = field(default_factory=dict)
     schema_version: Optional[int] = SCHEMA_VERSION
-    flat_keys: Optional[frozenset[str]] = None
+    flat_keys: Optional[tuple[str, ...]] = None
 
     def add(self, *sections: Section | None) -> "Summary":
         """Put sections in (a later one of the same kind replaces an earlier one)."""
@@ -357,9 +357,11 @@ class Summary:
         flat: dict[str, Any] = {}
         for section in self.sections.values():
             flat.update(section.columns())
-        if self.flat_keys is not None:  # before the schema: the names it held, and the ratios derived since
-            flat = {k: v for k, v in flat.items() if k in self.flat_keys or k.endswith("_measured_over_floor")}
         flat.update({k: v for k, v in self.other.items() if k not in flat})
+        if self.flat_keys is not None:  # before the schema: the names it held, in its order, and the ratios since
+            derived = {k: v for k, v in flat.items()
+                       if k.endswith("_measured_over_floor") and k not in self.flat_keys and v is not None}
+            flat = {**{k: flat[k] for k in self.flat_keys if k in flat}, **derived}
         return flat
 
     @classmethod
@@ -377,7 +379,7 @@ class Summary:
         """A summary written before the schema: its keys are the metric names, so each goes to the
         section that names it, `{metric}_{stat}_ms` to the latency distributions, the rest kept."""
         rest = dict(flat)
-        summary = cls(schema_version=None, flat_keys=frozenset(flat))
+        summary = cls(schema_version=None, flat_keys=tuple(flat))
         for kind in SECTIONS:
             if kind is LatencySection:
                 continue

@@ -112,9 +112,9 @@ def serve(config: Any, model: Any, cache_dir: str, store_path: str, inbox: Any, 
             decoder.join()
             return
         kind, ticket, payload = message
-        if kind == "warmup":
-            engine.warmup()
-            results.put(("warm", ticket, None, None))
+        if kind == "call":  # an engine method without arguments, or an attribute (warm-up, memory figures)
+            value = getattr(engine, payload)
+            results.put(("answer", ticket, value() if callable(value) else value, None))
             continue
         if kind == "generate":
             handoffs.put((ticket, payload, None, None, None))
@@ -188,8 +188,20 @@ class ProcessDecodeEngine(ServingBackend):
         self._inbox.put((kind, ticket, payload))
         return future
 
+    def _call(self, name: str) -> Any:
+        """The worker engine's method `name` called (or its attribute read), and its answer."""
+        return self._ask("call", name).result(timeout=START_TIMEOUT_S)
+
     def warmup(self) -> None:
-        self._ask("warmup").result(timeout=START_TIMEOUT_S)
+        self._call("warmup")
+        self.memory_phases = self._call("memory_phases")
+
+    def memory_report(self) -> dict[str, Any]:
+        """The worker engine's memory figures (its own copy of the weights and the KV it decodes from)."""
+        return self._call("memory_report")
+
+    def reset_memory_peaks(self) -> None:
+        self._call("reset_memory_peaks")
 
     def describe(self) -> dict[str, Any]:
         return dict(self._describe)
@@ -224,8 +236,8 @@ class ProcessDecodeEngine(ServingBackend):
             future, sent = self._pending.pop(ticket)
             if kind == "error":
                 future.set_exception(RuntimeError(f"decode worker: {payload}"))
-            elif kind == "warm":
-                future.set_result(None)
+            elif kind == "answer":
+                future.set_result(payload)
             elif sent is None:  # a whole request
                 future.set_result(payload)
             else:

@@ -1,0 +1,236 @@
+"""The report's sections, one builder each: a builder reads the loaded jobs from the ReportContext,
+writes its files (tables, plots) through it and returns its section, several, or None when it does
+not apply to these runs. `SECTIONS` is the report, in order; a new view is a new builder in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from context_research.records.atomic import write_json_atomic
+from context_research.report import plots
+from context_research.report.compare import compare_folders, scheduler_deltas
+from context_research.report.document import Image, Section, Table
+from context_research.report.goodput import attainment_by_load, distserve_goodput
+from context_research.report.loader import csv_ready, load_requests
+from context_research.report.repeats import CV_LIMIT, repeat_variance
+from context_research.report.roofline import roofline_table
+from context_research.report.sweep_timing import sweep_timing
+from context_research.report.tables import experiment_tables
+
+JOB_COLUMNS = ("label", "job", "status", "prompt_len", "output_len", "concurrency", "seed", "n_ok", "n_errors",
+               "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p50_ms", "req_s",
+               "out_tok_s", "passed")
+ECDF_COLUMNS = ["phase", "ok", "ttft_ms", "tpot_ms"]
+DEFINITIONS = (
+    "Per request, all times from one monotonic clock: arrival, dispatch (handed to the engine), first_token, "
+    "last_token. TTFT = first_token - dispatch; queue_wait = dispatch - arrival (reported, not hidden). "
+    "TPOT = (last_token - first_token) / (output_tokens - 1), request-weighted. ITL = each gap between "
+    "consecutive streamed outputs, pooled over requests. E2E = last_token - dispatch. Throughput: requests/s, "
+    "output tokens/s, total tokens/s over first dispatch -> last completion. Goodput (vLLM's): requests meeting "
+    "every SLO per second; SLO attainment = their share. DistServe goodput: the highest load at which attainment "
+    ">= 90%. Transfer stall ratio = sum(kv_wait_s) / sum(TTFT). Roofline: measured p50 / floor.")
+
+
+@dataclass
+class ReportContext:
+    """What every builder reads (the jobs: `all_jobs` as loaded, a folder given twice loads twice for
+    an A/B against itself; `jobs` each job directory once) and where it writes (`out`, `files`)."""
+
+    all_jobs: pd.DataFrame
+    jobs: pd.DataFrame
+    out: Path
+    table: str | None = None
+    ab_statistic: str = "median"
+    files: list[Path] = field(default_factory=list)
+
+    def write_csv(self, frame: pd.DataFrame, name: str) -> None:
+        path = self.out / name
+        frame.to_csv(path, index=False)
+        self.files.append(path)
+
+    def write_json(self, payload, name: str) -> None:
+        path = self.out / name
+        write_json_atomic(path, payload)
+        self.files.append(path)
+
+    def save_plot(self, plot: plots.Plot) -> Image:
+        self.files.extend(plot.save(self.out / "plots"))
+        return Image(f"plots/{plot.stem}.svg", plot.caption)
+
+
+SectionBuilder = Callable[[ReportContext], "Section | list[Section] | None"]
+
+
+def present_columns(frame: pd.DataFrame, columns) -> list[str]:
+    return [c for c in columns if c in frame]
+
+
+def runs_section(report: ReportContext) -> Section:
+    """What was loaded: jobs per folder and status, the models, engines, schedulers and GPUs."""
+    jobs = report.all_jobs
+    counts = jobs.groupby(["label", "folder"], sort=False)["status"].value_counts().unstack(fill_value=0)
+    counts.insert(0, "jobs", counts.sum(axis=1))
+    counts.columns.name = None
+    section = Section("Runs", [Table(counts.reset_index())])
+    for column in ("model", "engine", "scheduler", "gpu"):
+        values = ", ".join(str(v) for v in dict.fromkeys(jobs[column].dropna()))
+        section.blocks.append(f"{column}: {values or 'unknown'}")
+    return section
+
+
+def failures_section(report: ReportContext) -> Section | None:
+    failed = report.jobs[report.jobs["status"] != "completed"]
+    if failed.empty:
+        return None
+    return Section("Jobs not completed", [
+        "Failed, interrupted, still-running and unrecorded jobs, with the error their manifest holds.",
+        Table(failed[["label", "job", "status", "error", "overrides"]].reset_index(drop=True))])
+
+
+def jobs_section(report: ReportContext) -> Section:
+    """One row per job (all of it in jobs.csv) and the latency plots over the jobs."""
+    jobs = report.jobs
+    report.write_csv(csv_ready(jobs), "jobs.csv")
+    several = jobs["label"].nunique() > 1
+    section = Section("Jobs", ["One row per job (every column in jobs.csv); latency in ms, throughput per s.",
+                               Table(jobs[present_columns(jobs, JOB_COLUMNS[0 if several else 1:])])])
+    requests = load_requests(jobs, columns=ECDF_COLUMNS)
+    for plot in (plots.latency_vs_prompt_len(jobs), plots.load_sweep(jobs), plots.latency_ecdf(requests, jobs)):
+        if plot is not None:
+            section.blocks.append(report.save_plot(plot))
+    return section
+
+
+def experiment_sections(report: ReportContext) -> list[Section]:
+    """Each experiment's own table (report/tables.py), with E5's memory plot."""
+    sections = []
+    for filename, (name, frame) in experiment_tables(report.jobs, report.table).items():
+        report.write_csv(frame, filename)
+        section = Section(f"Experiment {name}: {filename}", [Table(frame)])
+        if filename == "memory.csv":
+            chosen = report.jobs if report.table else report.jobs[report.jobs["name"] == name]
+            plot = plots.memory_decomposition(chosen)
+            if plot is not None:
+                section.blocks.append(report.save_plot(plot))
+        sections.append(section)
+    return sections
+
+
+def sweep_timing_section(report: ReportContext) -> Section:
+    timing = sweep_timing(report.jobs)
+    report.write_json(timing[0] if len(timing) == 1 else timing, "sweep.json")
+    return Section("Sweep timing", [
+        "Per multirun folder: engine start and measurement summed over the jobs' summaries, against the wall "
+        "time from the first job's start to the last job's end (seconds).", Table(pd.DataFrame(timing))])
+
+
+def repeats_section(report: ReportContext) -> Section | None:
+    repeats = repeat_variance(report.jobs)
+    if not len(repeats):
+        return None
+    report.write_csv(repeats, "repeats.csv")
+    flagged = int(repeats["above_limit"].sum())
+    return Section("Repeat variance", [
+        f"Sweep points run more than once (differing only by seed or repeat): coefficient of variation of "
+        f"TTFT and TPOT p50 across repeats; {flagged} of {len(repeats)} above {CV_LIMIT:.0%}.", Table(repeats)])
+
+
+def ab_sections(report: ReportContext) -> list[Section]:
+    """Each later folder against the first: B - A per metric, with its bootstrap interval."""
+    jobs, statistic = report.all_jobs, report.ab_statistic
+    labels = list(dict.fromkeys(jobs["label"]))
+    sections, all_pairs, all_differences = [], [], []
+    for label_b in labels[1:]:
+        label_a = labels[0]
+        names_a = set(jobs.loc[jobs["label"] == label_a, "name"])
+        if not names_a & set(jobs.loc[jobs["label"] == label_b, "name"]):
+            sections.append(Section(f"A/B: {label_b} vs {label_a}",
+                                    [f"Not compared: {label_b} runs another experiment than {label_a}."]))
+            continue
+        pairs, differences = compare_folders(jobs, label_a, label_b, statistic)
+        all_pairs.append(pairs)
+        if len(differences):
+            all_differences.append(differences.assign(a=label_a, b=label_b))
+        treatment = pairs["treatment"].iloc[0] if len(pairs) else ""
+        blocks: list = [
+            f"A = {label_a}, B = {label_b}. Jobs aligned by their override keys"
+            + (f"; the treatment (keys whose values differ, matched by rank): {treatment}." if treatment
+               else "; the two folders ran the same sweep points.")
+            + f" Per metric: difference of the {statistic} (B - A) over measured requests, 95% bootstrap (BCa) "
+              "confidence interval; significant when it excludes zero.",
+            Table(pairs[["pair", "a_job", "b_job", "matched"]], "aligned jobs")]
+        if len(differences):
+            significant = differences.groupby("metric")["significant"].agg(["sum", "size"])
+            blocks.append("Significant: " + "; ".join(f"{m} in {int(r['sum'])}/{int(r['size'])} pairs"
+                                                      for m, r in significant.iterrows()))
+            blocks.append(Table(differences.drop(columns=["a_job"]), "differences (ms)"))
+            plot = plots.ab_differences(differences, jobs, label_a, label_b)
+            if plot is not None:
+                blocks.append(report.save_plot(plot))
+        sections.append(Section(f"A/B: {label_b} vs {label_a}", blocks))
+    if all_pairs:
+        report.write_csv(pd.concat(all_pairs, ignore_index=True), "ab_pairs.csv")
+    if all_differences:
+        report.write_csv(pd.concat(all_differences, ignore_index=True), "ab.csv")
+    return sections
+
+
+
+def scheduler_section(report: ReportContext) -> Section | None:
+    deltas = scheduler_deltas(report.jobs)
+    if not len(deltas):
+        return None
+    report.write_csv(deltas, "scheduler_deltas.csv")
+    section = Section("Aggregated vs disaggregated", [Table(deltas)])
+    plot = plots.scheduler_delta_plot(deltas, report.jobs)
+    if plot is not None:
+        section.blocks.append(report.save_plot(plot))
+    return section
+
+
+def goodput_section(report: ReportContext) -> Section | None:
+    goodput = distserve_goodput(report.jobs)
+    if not len(goodput):
+        return None
+    report.write_csv(goodput, "goodput.csv")
+    return Section("DistServe goodput", [
+        "The highest load of each rate or concurrency sweep at which SLO attainment >= 90% "
+        "(mean over repeats), and the request rate measured there.", Table(goodput),
+        Table(attainment_by_load(report.jobs), "SLO attainment per load")])
+
+
+def roofline_section(report: ReportContext) -> Section | None:
+    roofline = roofline_table(report.jobs)
+    if not len(roofline):
+        return None
+    return Section("Roofline", ["Measured p50 over the roofline floor the benchmark computed (ms).", Table(roofline)])
+
+
+def capability_section(report: ReportContext) -> Section | None:
+    capability = plots.capability_vs_budget(report.jobs)
+    return Section("Capability", [report.save_plot(capability)]) if capability is not None else None
+
+
+def definitions_section(report: ReportContext) -> Section:
+    return Section("Definitions", [DEFINITIONS])
+
+
+SECTIONS: list[SectionBuilder] = [
+    runs_section,
+    failures_section,
+    jobs_section,
+    experiment_sections,
+    sweep_timing_section,
+    repeats_section,
+    ab_sections,
+    scheduler_section,
+    goodput_section,
+    roofline_section,
+    capability_section,
+    definitions_section,
+]
