@@ -22,7 +22,6 @@ class AggregatedSchedulerConfig:
         require_choice("name", self.name, SCHEDULERS)
 
 
-TRANSFERS = ("auto", "device_copy", "process", "connector", "simulated")
 ENGINE_TRANSFERS = {"hf": ("auto", "device_copy", "process", "simulated"), "vllm": ("auto", "connector", "simulated")}
 POOL_DEVICE = re.compile(r"^(auto|cpu|cuda:\d+)$")
 

@@ -13,25 +13,22 @@ from __future__ import annotations
 from typing import Iterable
 
 import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 REPEAT_KEYS = ("seed", "repeat")
 IGNORED_ROOTS = ("hydra", "paths")
 
 
-def override_key(text: str) -> str:
-    """`+a.b=1` -> `a.b`; `~a` -> `a` (Hydra's add / force-add / delete prefixes dropped)."""
-    key = text.split("=", 1)[0]
-    return key.lstrip("+~")
-
-
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
-    """Override strings as {key: value} (values kept as typed), Hydra's and the paths keys left out."""
+    """Override strings as {key: value}, read by Hydra's override parser (`+a.b=1` and `~a` name `a.b`
+    and `a`); values kept as typed; Hydra's and the paths keys left out."""
+    parser = OverridesParser.create()
     parsed = {}
-    for text in overrides:
-        key = override_key(text)
+    for override in parser.parse_overrides(list(overrides)):
+        key = override.key_or_group
         if key.split(".", 1)[0].split("/", 1)[0] in IGNORED_ROOTS:
             continue
-        parsed[key] = text.split("=", 1)[1] if "=" in text else ""
+        parsed[key] = override.input_line.split("=", 1)[1] if "=" in override.input_line else ""
     return parsed
 
 

@@ -69,10 +69,6 @@ def release_all() -> None:
 atexit.register(release_all)
 
 
-def cached_keys() -> list[str]:
-    return list(_ENGINES)
-
-
 def _empty_cuda_cache() -> None:
     import sys
 

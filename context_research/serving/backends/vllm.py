@@ -3,7 +3,7 @@
 Synthetic prompts go in as token ids (`skip_tokenizer_init` when the model has no tokenizer),
 so a 32768-token prompt is exactly 32768 tokens. `disable_log_stats=False` makes every
 RequestOutput carry the engine's own timestamps; from them each result gets the engine split
-(DESIGN.md): engine_queue, prefill, decode, engine_ttft (engine core), frontend_ttft (vLLM's
+(docs/design.md, metric definitions): engine_queue, prefill, decode, engine_ttft (engine core), frontend_ttft (vLLM's
 first_token_latency), engine_ipc = frontend_ttft - engine_ttft, harness_overhead = TTFT -
 frontend_ttft. A stat logger records every engine step (running, waiting, KV usage, preemptions).
 """
@@ -81,7 +81,7 @@ def sampling_arguments(request: GenerationRequest, detokenize: bool) -> dict[str
 
 
 def engine_split(metrics: Any, ttft_ms: float | None) -> dict[str, float]:
-    """The engine's own timeline of a request (DESIGN.md's engine split), in ms."""
+    """The engine's own timeline of a request (the engine split of docs/design.md), in ms."""
     if metrics is None or not getattr(metrics, "queued_ts", 0.0):
         return {}
     split = {
