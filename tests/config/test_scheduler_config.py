@@ -45,7 +45,8 @@ def test_transfer_nixl_without_nixl_installed_is_one_line_naming_what_to_install
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["scheduler.transfer=connector"], "scheduler.transfer='connector': allowed: auto, device_copy, process, simulated"),
+    (["scheduler.transfer=connector"],
+     "scheduler.transfer='connector': allowed: auto, device_copy, process, simulated"),
     (["scheduler.transfer=device_copy", "scheduler.prefill_device=cuda:0", "scheduler.decode_device=cuda:0"],
      "scheduler.decode_device='cuda:0': a GPU other than prefill_device"),
     (["scheduler.transfer=process", "scheduler.decode_device=cuda:1"], "scheduler.decode_device='cuda:1': cpu or auto"),

@@ -132,12 +132,12 @@ class NixlScripted(ServingBackend):
 
     async def generate_async(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
-        params = request.metadata["kv_transfer_params"]
+        params = request.metadata.get("kv_transfer_params")
         prompt = len(request.prompt_token_ids)
         dispatch = time.perf_counter()
         await asyncio.sleep(0.01)
         tokens, metadata = [7], {}
-        if self.role == "prefill":
+        if self.role == "prefill" and params is not None:
             assert params["do_remote_decode"] is True
             metadata["kv_transfer_params"] = {
                 "do_remote_prefill": True, "do_remote_decode": False,
@@ -145,7 +145,7 @@ class NixlScripted(ServingBackend):
                 "remote_request_id": f"{request.request_id}#0", "remote_host": "localhost",
                 "remote_port": self.port, "tp_size": 1, "remote_num_tokens": prompt,
                 "remote_blocks_expiry_time": None}
-        else:
+        elif self.role == "decode":
             assert params["do_remote_prefill"] is True
             size = blocks_of(prompt) * BLOCK * KV_BYTES_PER_TOKEN
             self.steps.append({"t": time.perf_counter(), "engine": 0, "num_running": 1,
@@ -157,17 +157,20 @@ class NixlScripted(ServingBackend):
         return GenerationResult.from_outputs(request, prompt, tokens, times, dispatch, metadata=metadata)
 
 
-UCX_V2_TABLE = """\
-[1767930429.285934] [gpu-host:13245:0]   +-------------------------------+---------------------------------------------------------------------+
-[1767930429.285934] [gpu-host:13245:0]   | ucp_context_0 intra-node cfg#2 | remote memory read by ucp_get*(multi) into cuda/GPU0 from cuda/dev[0] |
-[1767930429.285934] [gpu-host:13245:0]   +-------------------------------+------------------------------------------+--------------------------+
-[1767930429.285934] [gpu-host:13245:0]   |                             0 | copy-out                                 | tcp/eth0                 |
-[1767930429.285934] [gpu-host:13245:0]   |                        1..inf | zero-copy                                | cuda_ipc/cuda            |
-[1767930429.285934] [gpu-host:13245:0]   +-------------------------------+------------------------------------------+--------------------------+
-[1767930429.285990] [gpu-host:13245:0]   | ucp_context_0 intra-node cfg#2 | active message by ucp_am_send* from host memory |
-[1767930429.285990] [gpu-host:13245:0]   +-------------------------------+----------------------+--------------------------+
-[1767930429.285990] [gpu-host:13245:0]   |                        0..inf | short                | tcp/eth0                 |
-"""
+# UCX's protocol tables as its log holds them (ucs_log_print_compact: time, host:pid, then the row)
+UCX_LOG_PREFIX = "[1767930429.285934] [gpu:13245:0]   "
+UCX_V2_ROWS = [
+    "+--------------------------------+--------------------------------------------------+",
+    "| ucp_context_0 intra-node cfg#2 | remote memory read by ucp_get*(multi) into cuda/GPU0 from cuda/dev[0] |",
+    "+--------------------------------+-----------+--------------------------------------+",
+    "|                              0 | copy-out  | tcp/eth0                             |",
+    "|                         1..inf | zero-copy | cuda_ipc/cuda                        |",
+    "+--------------------------------+-----------+--------------------------------------+",
+    "| ucp_context_0 intra-node cfg#2 | active message by ucp_am_send* from host memory  |",
+    "+--------------------------------+-----------+--------------------------------------+",
+    "|                         0..inf | short     | tcp/eth0                             |",
+]
+UCX_V2_TABLE = "".join(f"{UCX_LOG_PREFIX}{row}\n" for row in UCX_V2_ROWS)
 
 
 @pytest.fixture
@@ -208,11 +211,22 @@ def test_prefill_asks_for_remote_decode_and_the_decode_carries_exactly_what_the_
         "do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": [list(range(7))],
         "remote_engine_id": "engine-prefill", "remote_request_id": "r-prefill#0", "remote_host": "localhost",
         "remote_port": 41001, "tp_size": 1, "remote_num_tokens": 100, "remote_blocks_expiry_time": None}
-    assert sampling_arguments(decode, False)["extra_args"] == {"kv_transfer_params": decode.metadata["kv_transfer_params"]}
+    returned = decode.metadata["kv_transfer_params"]
+    assert sampling_arguments(decode, False)["extra_args"] == {"kv_transfer_params": returned}
     assert decode.prompt_token_ids == prefill.prompt_token_ids and decode.max_new_tokens == 4
     # the client keeps the prefill's first token; the decode engine's repeat of it is dropped
     assert result.output_token_ids == [7, 8, 9, 10] and "kv_transfer_params" not in result.metadata
     assert scheduler.route_table()["route"].tolist() == ["prefill->decode"]
+
+
+def test_a_one_token_request_is_answered_by_the_prefill_engine_without_holding_its_kv(pair):
+    scheduler = bound(pair)
+    one = GenerationRequest(request_id="one", prompt_token_ids=list(range(50)), max_new_tokens=1)
+    result = scheduler.generate(one)
+    # no do_remote_decode: NIXL would keep the blocks for a decode engine that never reads them
+    assert "kv_transfer_params" not in pair["prefill"].requests[0].metadata
+    assert pair["decode"].requests == [] and result.output_token_ids == [7]
+    assert result.metadata["kv_transfer_mode"] == "nixl_same_gpu" and "kv_bytes" not in result.metadata
 
 
 def test_a_request_alone_in_its_handoff_gets_the_connectors_own_figures(pair):
@@ -330,8 +344,9 @@ def test_without_nixl_a_nixl_job_stops_before_anything_starts(run_launch):
     process, root = run_launch(*VLLM, "scheduler=disaggregated_nixl", timeout=120)
     assert process.returncode == 2
     errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: scheduler.transfer='nixl': NIXL is not installed here; on a GPU host: "
-                      "pip install nixl==1.3.1 (the NIXL vLLM 0.26 pins)"]
+    expected = ("error: scheduler.transfer='nixl': NIXL is not installed here; on a GPU host: "
+                "pip install nixl==1.3.1 (the NIXL vLLM 0.26 pins)")
+    assert errors == [expected]
     assert not list(root.glob("**/manifest.json")) and os.path.isdir(root)
 
 

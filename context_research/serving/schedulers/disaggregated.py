@@ -118,7 +118,8 @@ class DisaggregatedScheduler(Scheduler):
         self.broker = VLLMBroker(prefill, decode, label=self._label, on_decode=self.route_decode,
                                  kv_bytes_per_token=per_token, connector=self.config.kv_connector,
                                  transfer_mode=self.placement.mode, storage=storage, ledger=ledger,
-                                 simulated=self.placement.simulated, link_bandwidth_gb_s=self.config.link_bandwidth_gb_s,
+                                 simulated=self.placement.simulated,
+                                 link_bandwidth_gb_s=self.config.link_bandwidth_gb_s,
                                  prefill_kv_transfer_params=self.prefill_kv_transfer_params)
 
     def close(self) -> None:

@@ -131,8 +131,10 @@ class ConnectorLedger:
 
 def accounting_from_stats(totals: dict[str, float]) -> dict[str, Any]:
     """A request's KV figures from the connector's statistics of its handoff."""
-    return {"kv_bytes": totals.get("kv_connector_bytes", 0), "kv_transfer_s": totals.get("kv_connector_transfer_s", 0),
-            "kv_post_s": totals.get("kv_connector_post_s", 0), "kv_descriptors": totals.get("kv_connector_descriptors", 0),
+    return {"kv_bytes": totals.get("kv_connector_bytes", 0),
+            "kv_transfer_s": totals.get("kv_connector_transfer_s", 0),
+            "kv_post_s": totals.get("kv_connector_post_s", 0),
+            "kv_descriptors": totals.get("kv_connector_descriptors", 0),
             "kv_connector_transfers": totals["kv_connector_transfers"], "kv_accounting": "connector_stats"}
 
 

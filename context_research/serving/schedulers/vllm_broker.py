@@ -139,7 +139,8 @@ class ExampleConnectorStorage:
 
 def connector_config(connector: str, role: str, storage: Path) -> dict[str, Any]:
     """The `kv_transfer_config` engine argument of one ExampleConnector pool (vLLM's KVTransferConfig fields)."""
-    return {"kv_connector": connector, "kv_role": role, "kv_connector_extra_config": {"shared_storage_path": str(storage)}}
+    return {"kv_connector": connector, "kv_role": role,
+            "kv_connector_extra_config": {"shared_storage_path": str(storage)}}
 
 
 class VLLMBroker:
@@ -171,7 +172,7 @@ class VLLMBroker:
         engine = self.prefill_engine
         ids = engine.prompt_ids(request)
         metadata = dict(request.metadata)
-        if self.prefill_kv_transfer_params:
+        if self.prefill_kv_transfer_params and request.max_new_tokens > 1:  # one token: no KV to hand over
             metadata["kv_transfer_params"] = dict(self.prefill_kv_transfer_params)
         first = await engine.generate_async(dataclasses.replace(
             request, request_id=f"{request.request_id}-prefill", prompt=None, prompt_token_ids=ids, max_new_tokens=1,
@@ -228,7 +229,8 @@ class VLLMBroker:
         if self.storage is not None:
             folder = self.storage.find(ids)
             if folder is None:  # nothing stored: the decode engine had no KV to load
-                return {"kv_bytes": float("nan"), "kv_transfer_s": handoff_s, "kv_accounting": "connector_files_missing"}
+                return {"kv_bytes": float("nan"), "kv_transfer_s": handoff_s,
+                        "kv_accounting": "connector_files_missing"}
             kv_bytes, layers, tokens = self.storage.stored(folder)
             return {"kv_bytes": kv_bytes, "kv_layers": layers, "kv_tokens": tokens, "kv_transfer_s": handoff_s,
                     "kv_accounting": "connector_files"}
@@ -247,7 +249,8 @@ class VLLMBroker:
         figures: dict[str, Any] = {"kv_handoff_s": handoff_s,
                                    "kv_wait_s": rest.metadata.get("prefill_ms", float("nan")) / 1e3,
                                    "decode_cached_tokens": rest.metadata.get("num_cached_tokens", 0),
-                                   "kv_connector": self.connector, "kv_connector_debug": self.connector in DEBUG_CONNECTORS}
+                                   "kv_connector": self.connector,
+                                   "kv_connector_debug": self.connector in DEBUG_CONNECTORS}
         figures.update(self._kv_figures(request_id, ids, handoff_s))
         if self.simulated:
             figures["kv_transfer_s"] = figures["kv_bytes"] / (self.link_bandwidth_gb_s * 1e9)
