@@ -77,6 +77,13 @@ def _check_engine_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
                 "vLLM is not installed here; on a GPU host: pip install -e '.[vllm]'")
 
 
+def _check_nixl_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """NIXL's connector loads the `nixl` package in the engines' processes: without it, stop here."""
+    if getattr(typed["scheduler"], "transfer", None) == "nixl":
+        require(importlib.util.find_spec("nixl") is not None, "scheduler.transfer", "nixl",
+                "NIXL is not installed here; on a GPU host: pip install nixl==1.3.1 (the NIXL vLLM 0.26 pins)")
+
+
 def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:
     model = typed["model"]
     if typed["serving"].engine == "vllm" and model.path is None:
@@ -201,6 +208,7 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_tokenizer,
     _check_quantization,
     _check_fit,
+    _check_nixl_installed,
     _check_engine_installed,  # last: a config is judged whole before the host is
 ]
 

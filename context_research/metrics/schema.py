@@ -251,7 +251,24 @@ class KVTransferSection(Section):
     kv_bandwidth_gb_s: Number = None
     stall_ratio: Number = None
     kv_simulated: Optional[bool] = None
-    kv_transfer_mode: Optional[str] = None
+    kv_transfer_mode: Optional[str] = None  # connector | nixl | nixl_same_gpu | simulated | device_copy | process
+    kv_connector: Optional[str] = None  # vLLM's KV connector (NixlConnector, ExampleConnector, ...)
+    kv_connector_debug: Optional[bool] = None  # vLLM's debug connector (ExampleConnector: files via storage)
+    kv_accounting: Optional[str] = None  # where kv_bytes and kv_transfer_s came from: connector_stats
+    # (the connector's own statistics, per request), connector_files (what it stored), derived (prompt
+    # tokens x KV bytes per token; the broker's handoff span)
+    # the connector's own statistics over the job's engine steps (NIXL: every transfer finished while
+    # the job ran, its warm-up requests' too): transfers, bytes, summed transfer time, bandwidth
+    # (bytes / that time), descriptors, failures (failed transfers and notifications, expired requests)
+    kv_connector_transfers: Optional[int] = None
+    kv_connector_bytes: Number = None
+    kv_connector_transfer_s: Number = None
+    kv_connector_bandwidth_gb_s: Number = None
+    kv_connector_descriptors: Optional[int] = None
+    kv_connector_failures: Optional[int] = None
+    kv_ucx_transports: Optional[str] = None  # UCX transports of the RMA lanes NIXL moved the KV on
+    kv_ucx_protocols: Optional[str] = None  # UCX's protocol for large RMA messages, as its log names it
+    kv_ucx_source: Optional[str] = None  # the UCX log they were read from, or why they are null
 
 
 @dataclass

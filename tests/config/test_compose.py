@@ -26,7 +26,10 @@ def overrides_for(group: str, option: str) -> list[str]:
              **{("benchmark", task): [f"model.tokenizer={CONF}"] for task in ("longbench", "ruler", "pg19")},
              # the 8B models are checked against the GPU they are sized for: on a CPU host the fit
              # check refuses them in float32, as it should (tests/hardware/test_fit.py)
-             **{("model", name): ["hardware=h200"] for name in options("model") if name != "tiny_qwen3"}}
+             **{("model", name): ["hardware=h200"] for name in options("model") if name != "tiny_qwen3"},
+             # NIXL joins vLLM engines
+             ("scheduler", "disaggregated_nixl"): ["serving=vllm", "model=qwen3_8b", "model.load_format=dummy",
+                                                   "hardware=h200"]}
     return [f"{group}={option}", *extra.get((group, option), [])]
 
 
