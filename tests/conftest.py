@@ -37,12 +37,12 @@ def launch(args: list[str], timeout: float = 600, env: dict | None = None) -> su
 
 
 def validate_on_this_host(cfg: DictConfig) -> dict | None:
-    """`validate(cfg)`. Where vLLM is not installed a vLLM config must fail for that alone (the
-    engine check is the last rule, so every other rule passed): then None."""
+    """`validate(cfg)`. Where vLLM is not installed a vLLM config (in process or `vllm serve`) must fail
+    for that alone (the engine check is the last rule, so every other rule passed): then None."""
     try:
         return validate(cfg)
     except ConfigError as error:
-        if HAS_VLLM or (error.key, error.value) != ("serving", "vllm"):
+        if HAS_VLLM or error.key != "serving" or error.value not in ("vllm", "vllm_server"):
             raise
         assert "pip install -e '.[vllm]'" in str(error)
         return None

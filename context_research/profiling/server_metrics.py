@@ -15,7 +15,8 @@ so a large exposition costs little) and is parsed with `text_string_to_metric_fa
 
 Names are vLLM 0.26's (`vllm:` prefix; counters are exposed with `_total`). The samples go to
 timeseries/server.parquet. A server without /metrics (transformers serve) or whose scrape fails
-gives `server_metrics_available: false` and the reason; a figure a server does not expose is null.
+gives `server_metrics_available: false` and the reason (so do in-process engines: no server); a
+figure a server does not expose is null.
 """
 
 from __future__ import annotations
@@ -267,7 +268,8 @@ class ServerMetricsCollector(MetricCollector):
 
     def snapshot(self) -> list[Section]:
         if not self.servers:
-            return []
+            return [ServerSection(server_metrics_available=False,
+                                  server_metrics_reason="the job's engines run in process: no server to read")]
         if not self.after:
             return [ServerSection(server_metrics_available=False,
                                   server_metrics_reason=self.unavailable or "no scrape at the job's end")]

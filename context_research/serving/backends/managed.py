@@ -83,7 +83,7 @@ class ManagedServerBackend(OpenAIBackend):
         described.update(server=self.server_program, server_version=reported or package_version(self.server_package),
                          server_command=self.server.command if self.server else None,
                          server_log=str(self.server.log_path) if self.server else None,
-                         server_pid=self.server.pid if self.server else None,
+                         server_pgid=self.server.pid if self.server else None,
                          server_startup_s=self.server.startup_s if self.server else None)
         return described
 

@@ -1,15 +1,15 @@
 """A server process the harness owns, from its start to its stop.
 
 It runs in a session of its own (`start_new_session`: its own process group, so one signal reaches
-the server and every process it forks, such as vLLM's engine core), with stdout and stderr in a log
-file, and is ready when its health URL answers 200. A server that exits, or is not healthy within
+the server and every process it forks, such as vLLM's engine core), under parent_watch.py, with
+stdout and stderr in a log file, and is ready when its health URL answers 200. A server that exits, or is not healthy within
 the start-up timeout, fails with `ServerFailed`: one line, then the log's last lines. It is stopped
 as a whole group: SIGTERM, then SIGKILL for whatever is left after the stop timeout.
 
 Nothing is left running: a server stops when the engine holding it is released (a sweep's end, a
 failed job, SIGINT/SIGTERM: app.run_job releases every engine), at the harness's normal exit
-(atexit), and, on Linux, when the harness is killed outright (parent_watch.py: the kernel sends the
-server SIGTERM).
+(atexit), and, on Linux, when the harness is killed outright (parent_watch.py: the kernel tells the
+group's leader, which stops the group).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class ManagedServer:
 
     @property
     def pid(self) -> int | None:
+        """The process group's id: its leader, parent_watch, whose child the server is."""
         return self.process.pid if self.process is not None else None
 
     def running(self) -> bool:
@@ -91,8 +92,8 @@ class ManagedServer:
         """Start the process and wait until it is healthy; on any failure (or a stop signal while
         waiting) the process group is stopped before the error propagates."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        guarded = [sys.executable, "-m", "context_research.serving.servers.parent_watch", str(os.getpid()), "--",
-                   *self.command]
+        guarded = [sys.executable, "-m", "context_research.serving.servers.parent_watch", str(os.getpid()),
+                   str(self.stop_timeout_s), "--", *self.command]
         with open(self.log_path, "ab") as log_file:
             log_file.write(f"$ {' '.join(self.command)}\n".encode())
             log_file.flush()
