@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 import transformers
 
-from tests.conftest import REPO, manifests, read_summary
+from context_research.report.http_cost import http_cost_table
+from context_research.report.loader import load_jobs
+from tests.conftest import REPO, launch, manifests, read_summary
 from tests.serving.scripted_server import MODEL, ScriptedServer, free_port
 
 SERVER = "serving=transformers_server"
@@ -66,7 +68,7 @@ def test_e0_over_transformers_serve_needs_no_other_argument(run_launch):
     assert group_gone(engine["server_pgid"])  # a normal end stops the server
 
 
-def test_a_two_point_e1_over_http_shares_one_server(run_launch):
+def test_a_two_point_e1_over_http_shares_one_server(run_launch, model_cache):
     process, root = run_launch("-m", "experiment=e1", SERVER, "prompt_len=32,64", "output_len=8", "repeats=2",
                                "benchmark.warmup=1", timeout=900)
     assert process.returncode == 0, process.stderr[-3000:]
@@ -83,6 +85,15 @@ def test_a_two_point_e1_over_http_shares_one_server(run_launch):
         requests = pd.read_parquet(Path(job["_dir"]) / "requests.parquet")
         assert len(requests) == 3 and (requests["prompt_tokens_sent"] == prompt_len).all()  # warm-up + 2 measured
     assert group_gone(first["server_pgid"])  # stopped at the sweep's end
+    # the same E1 in process: the report's HTTP-cost table pairs them by prompt length
+    in_process = launch(["-m", "experiment=e1", "serving=hf", "prompt_len=32,64", "output_len=8", "repeats=2",
+                         "benchmark.warmup=1", f"hydra.sweep.dir={root / 'in_process'}", f"paths.cache_dir={model_cache}"],
+                        timeout=900)
+    assert in_process.returncode == 0, in_process.stderr[-3000:]
+    cost = http_cost_table(load_jobs([root / "in_process", root / "sweep"]))
+    assert list(cost["prompt_len"]) == [32, 64] and set(cost["http"]) == {"transformers_server"}
+    assert cost["same_prompts"].all() and cost["same_engine_args"].all()
+    assert (cost["ttft_http_cost_ms"] == cost["ttft_p50_http_ms"] - cost["ttft_p50_in_process_ms"]).all()
 
 
 def test_a_server_that_does_not_start_fails_the_job_with_one_line_and_its_log(run_launch, tmp_path):

@@ -21,6 +21,7 @@ from context_research.report import plots
 from context_research.report.compare import compare_folders, scheduler_deltas
 from context_research.report.document import Image, Section, Table, to_html, to_markdown
 from context_research.report.goodput import attainment_by_load, distserve_goodput
+from context_research.report.http_cost import http_cost_table
 from context_research.report.loader import csv_ready, load_jobs, load_requests, unique_jobs
 from context_research.report.repeats import CV_LIMIT, repeat_variance
 from context_research.report.roofline import roofline_table
@@ -197,6 +198,12 @@ def build_report(folders: list[str | Path], out: str | Path, table: str | None =
     if len(roofline):
         sections.append(Section("Roofline", ["Measured p50 over the roofline floor the benchmark computed (ms).",
                                              Table(roofline)]))
+
+    http_cost = http_cost_table(jobs)
+    if len(http_cost):
+        write_csv(http_cost, out / "http_cost.csv", report)
+        sections.append(Section("HTTP stack cost", ["TTFT and TPOT p50 over HTTP minus in process, same model and "
+                                                    "lengths (report/http_cost.py).", Table(http_cost)]))
 
     capability = plots.capability_vs_budget(jobs)
     if capability is not None:
