@@ -49,7 +49,8 @@ def test_a_streamed_completion_sends_token_ids_and_times_every_token_chunk(start
     # the request: token ids as a list of ints, streamed with usage, the sampling fields mapped
     assert body["prompt"] == list(range(10, 42)) and body["model"] == MODEL and body["max_tokens"] == 5
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
-    assert body["ignore_eos"] is True and body["seed"] == 7 and body["temperature"] == 0.0 and body["top_p"] == 1.0
+    assert body["ignore_eos"] is True and body["temperature"] == 0.0 and body["top_p"] == 1.0
+    assert "seed" not in body  # greedy: nothing to seed
     assert body["return_token_ids"] is True
     # the result: the server's ids, one arrival per chunk, the server's usage
     assert result.output_token_ids == [FIRST_TOKEN_ID + i for i in range(5)] and result.completion_tokens == 5
@@ -60,6 +61,13 @@ def test_a_streamed_completion_sends_token_ids_and_times_every_token_chunk(start
     assert result.prompt_tokens == 32 and result.text == " t0 t1 t2 t3 t4"
     assert result.metadata["usage_mismatch"] is False and result.metadata["output_ids_source"] == "server"
     assert result.metadata["endpoint"] == server.url and result.metadata["finish_reason"] == "length"
+
+
+def test_a_sampled_request_sends_its_temperature_top_p_and_seed(started):
+    with ScriptedServer() as server:
+        started([server.url]).generate(token_request(temperature=0.7, top_p=0.9))
+        body = server.bodies[-1]
+    assert (body["temperature"], body["top_p"], body["seed"]) == (0.7, 0.9, 7)
 
 
 def test_without_token_ids_the_count_is_the_servers_usage(started):

@@ -367,7 +367,7 @@ class OpenAIBackend(ServingBackend):
         config = self.config
         body: dict[str, Any] = {"model": self.served_model, "stream": True, "stream_options": {"include_usage": True},
                                 "temperature": request.temperature, "top_p": request.top_p}
-        if request.seed is not None:
+        if request.seed is not None and request.temperature > 0:  # greedy decoding draws nothing to seed
             body["seed"] = request.seed
         ids = None
         if config.api == "completions":
