@@ -148,8 +148,10 @@ class OpenAIServingConfig(HttpClientConfig):
     engine_family: ClassVar[Optional[str]] = None  # it runs elsewhere: no memory or installation rules here
 
     def __post_init__(self) -> None:
-        require(bool(self.base_url) != bool(self.endpoints), "base_url", self.base_url,
+        require(bool(self.base_url) or bool(self.endpoints), "base_url", self.base_url,
                 "the server's URL (http://host:port/v1), or null with serving.endpoints=[url, ...]")
+        require(not (self.base_url and self.endpoints), "base_url", self.base_url,
+                f"null when serving.endpoints is set ({len(self.endpoints)} replicas): one or the other")
         for key, url in [("base_url", self.base_url)] + [(f"endpoints[{i}]", u) for i, u in enumerate(self.endpoints)]:
             require(url is None or bool(URL_PATTERN.match(url)), key, url, "an http:// or https:// URL")
         self.check_client()

@@ -26,7 +26,9 @@ def test_an_idle_loop_has_small_lag_and_a_blocked_one_large_lag():
     time.sleep(0.3)
 
     async def block() -> None:
-        time.sleep(0.12)  # the loop thread busy for 120 ms: every probe in that time waits
+        busy_until = time.perf_counter() + 0.12
+        while time.perf_counter() < busy_until:  # the loop thread busy for 120 ms: every probe in that time waits
+            pass
         await asyncio.sleep(0)
 
     event_loop.run(block())
@@ -35,7 +37,8 @@ def test_an_idle_loop_has_small_lag_and_a_blocked_one_large_lag():
     figures = snapshot_figures(health)
     assert figures["loop_lag_samples"] >= 40
     assert figures["loop_lag_max_ms"] >= 80 and figures["loop_lag_p50_ms"] < 20
-    assert 0 <= figures["client_cpu_share"] and figures["loop_cpu_share"] >= 0.1  # the 120 ms of the loop's CPU
+    # the loop thread's CPU: at least much of those 120 ms, over a job of about 0.5 s (a shared host may preempt it)
+    assert figures["client_cpu_share"] >= figures["loop_cpu_share"] >= 0.05
     assert figures["client_limited"] is True
     assert any("event-loop lag p99" in warning for warning in figures["client_warnings"])
     assert list(health.timeseries().columns) == ["t_s", "loop_lag_ms"]
