@@ -87,8 +87,8 @@ def test_a_two_point_e1_over_http_shares_one_server(run_launch, model_cache):
     assert group_gone(first["server_pgid"])  # stopped at the sweep's end
     # the same E1 in process: the report's HTTP-cost table pairs them by prompt length
     in_process = launch(["-m", "experiment=e1", "serving=hf", "prompt_len=32,64", "output_len=8", "repeats=2",
-                         "benchmark.warmup=1", f"hydra.sweep.dir={root / 'in_process'}", f"paths.cache_dir={model_cache}"],
-                        timeout=900)
+                         "benchmark.warmup=1", f"hydra.sweep.dir={root / 'in_process'}",
+                         f"paths.cache_dir={model_cache}"], timeout=900)
     assert in_process.returncode == 0, in_process.stderr[-3000:]
     cost = http_cost_table(load_jobs([root / "in_process", root / "sweep"]))
     assert list(cost["prompt_len"]) == [32, 64] and set(cost["http"]) == {"transformers_server"}
@@ -150,8 +150,8 @@ def test_http_errors_and_cut_streams_are_request_errors_never_crashes(run_launch
 
 def test_sigterm_of_launch_stops_the_server(tmp_path, model_cache):
     process = subprocess.Popen(
-        [sys.executable, "launch.py", SERVER, "num_prompts=40", "output_len=64", "benchmark.check_reproducibility=false",
-         f"hydra.run.dir={tmp_path}/run", f"paths.cache_dir={model_cache}"],
+        [sys.executable, "launch.py", SERVER, "num_prompts=40", "output_len=64",
+         "benchmark.check_reproducibility=false", f"hydra.run.dir={tmp_path}/run", f"paths.cache_dir={model_cache}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
     manifest_path = tmp_path / "run" / "manifest.json"

@@ -97,7 +97,8 @@ def write_points(conf: Path, chosen: list[Point]) -> None:
             + f"num_prompts: {point.num_prompts}\n")
 
 
-def harness_command(url: str, model: str, chosen: list[Point], conf: Path, out: Path, overrides: list[str]) -> list[str]:
+def harness_command(url: str, model: str, chosen: list[Point], conf: Path, out: Path,
+                    overrides: list[str]) -> list[str]:
     """`launch.py -m`: one throughput job per point, serving=openai on the server at `url`."""
     models = merged([o for o in DEFAULTS if not o.startswith("serving")], harness_overrides(overrides))
     return [sys.executable, "launch.py", "-m", "+point=" + ",".join(p.name for p in chosen), "benchmark=throughput",
@@ -127,8 +128,9 @@ def harness_figures(sweep: Path) -> dict[str, dict[str, Any]]:
         point = next(o.split("=", 1)[1] for o in manifest["overrides"] if o.startswith("+point="))
         summary_path = manifest_path.parent / "summary.json"
         columns = Summary.from_json(json.loads(summary_path.read_text())).columns() if summary_path.is_file() else {}
-        figures[point] = {"status": manifest["status"], "error": manifest.get("error"), "job": str(manifest_path.parent),
-                          **{k: v for k, v in columns.items() if isinstance(v, (int, float, str, bool)) or v is None}}
+        scalars = {k: v for k, v in columns.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        figures[point] = {"status": manifest["status"], "error": manifest.get("error"),
+                          "job": str(manifest_path.parent), **scalars}
     return figures
 
 

@@ -136,12 +136,14 @@ class ScriptedServer:
                 await asyncio.sleep(self.delay_s)
                 if action == "stall" and index_in_stream == 1:
                     await asyncio.sleep(2)  # past the client's chunk timeout in the tests
-                await response.write(self.chunk(body, index_in_stream, "length" if index_in_stream == tokens - 1 else None))
+                finish = "length" if index_in_stream == tokens - 1 else None
+                await response.write(self.chunk(body, index_in_stream, finish))
                 self.generated.inc()
                 if action == "drop":  # the connection closes in the middle of the chunked body
                     request.transport.close()
                     return response
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens}
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                     "total_tokens": prompt_tokens + tokens}
             await response.write(b"data: " + json.dumps({"id": "c", "choices": [], "usage": usage}).encode() + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()

@@ -2,9 +2,10 @@
 
 It runs in a session of its own (`start_new_session`: its own process group, so one signal reaches
 the server and every process it forks, such as vLLM's engine core), under parent_watch.py, with
-stdout and stderr in a log file, and is ready when its health URL answers 200. A server that exits, or is not healthy within
-the start-up timeout, fails with `ServerFailed`: one line, then the log's last lines. It is stopped
-as a whole group: SIGTERM, then SIGKILL for whatever is left after the stop timeout.
+stdout and stderr in a log file, and is ready when its health URL answers 200. A server that exits,
+or is not healthy within the start-up timeout, fails with `ServerFailed`: one line, then the log's
+last lines. It is stopped as a whole group: SIGTERM, then SIGKILL for whatever is left after the
+stop timeout.
 
 Nothing is left running: a server stops when the engine holding it is released (a sweep's end, a
 failed job, SIGINT/SIGTERM: app.run_job releases every engine), at the harness's normal exit
