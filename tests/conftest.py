@@ -21,7 +21,8 @@ CONF = REPO / "conf"
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 HAS_NIXL = importlib.util.find_spec("nixl") is not None
 # the host-library rules, last of validation's: (key, value) of their error -> the library is here
-HOST_LIBRARY_ERRORS = {("serving", "vllm"): HAS_VLLM, ("scheduler.transfer", "nixl"): HAS_NIXL}
+HOST_LIBRARY_ERRORS = {("serving", "vllm"): HAS_VLLM, ("serving", "vllm_server"): HAS_VLLM,
+                       ("scheduler.transfer", "nixl"): HAS_NIXL}
 
 
 def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
@@ -40,7 +41,7 @@ def launch(args: list[str], timeout: float = 600, env: dict | None = None) -> su
 
 
 def validate_on_this_host(cfg: DictConfig) -> dict | None:
-    """`validate(cfg)`. Where vLLM (or nixl) is not installed a config that needs it must fail for
+    """`validate(cfg)`. Where vLLM (in process or `vllm serve`) or nixl is not installed a config that needs it must fail for
     that alone (those checks are the last rules, so every other rule passed): then None."""
     try:
         return validate(cfg)

@@ -316,6 +316,53 @@ class EngineStepsSection(Section):
 
 
 @dataclass
+class ServerSection(Section):
+    """A server's own figures over the job, from its /metrics (profiling/server_metrics.py): counter
+    and histogram deltas, gauge peaks; null with `server_metrics_reason` where the server has none."""
+
+    key: ClassVar[str] = "server"
+    server_metrics_available: Optional[bool] = None
+    server_metrics_reason: Optional[str] = None
+    server_metrics_samples: Optional[int] = None
+    server_prefix_cache_queries: Number = None  # tokens looked up in the prefix cache
+    server_prefix_cache_hits: Number = None  # tokens found there
+    server_prefix_cache_hit_rate: Number = None
+    server_preemptions: Number = None
+    server_prompt_tokens: Number = None
+    server_generation_tokens: Number = None
+    server_requests: Number = None  # requests the server finished
+    server_queue_time_mean_ms: Number = None
+    server_queue_time_p50_ms: Number = None
+    server_queue_time_p99_ms: Number = None
+    server_prefill_time_mean_ms: Number = None
+    server_prefill_time_p50_ms: Number = None
+    server_prefill_time_p99_ms: Number = None
+    server_decode_time_mean_ms: Number = None
+    server_decode_time_p50_ms: Number = None
+    server_decode_time_p99_ms: Number = None
+    server_kv_cache_usage_peak: Number = None  # a fraction of the KV cache
+    server_kv_cache_usage_mean: Number = None
+    server_num_running_peak: Number = None
+    server_num_waiting_peak: Number = None
+
+
+@dataclass
+class ClientSection(Section):
+    """The harness's own health over the job (profiling/client_health.py): event-loop lag and CPU
+    share; for HTTP engines, whether the client rather than the server limited the run, and why."""
+
+    key: ClassVar[str] = "client"
+    loop_lag_samples: Optional[int] = None
+    loop_lag_p50_ms: Number = None
+    loop_lag_p99_ms: Number = None
+    loop_lag_max_ms: Number = None
+    client_cpu_share: Number = None  # process CPU time / wall time, in cores
+    loop_cpu_share: Number = None  # the event-loop thread's CPU time / wall time, of one core
+    client_limited: Optional[bool] = None
+    client_warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TaskSection(Section):
     """A capability task's figures (scores, sample ids, quality under budget), as the task gives them."""
 
@@ -335,7 +382,7 @@ class TaskSection(Section):
 
 SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SessionSection,
                                        SLOSection, GpuSection, MemorySection, KVTransferSection, RooflineSection,
-                                       EngineStepsSection)
+                                       EngineStepsSection, ServerSection, ClientSection)
 
 
 @dataclass

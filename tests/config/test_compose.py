@@ -21,7 +21,7 @@ def options(group: str) -> list[str]:
 
 def overrides_for(group: str, option: str) -> list[str]:
     """Each option with what it needs to be valid (vLLM runs weightless unless a path is given)."""
-    extra = {("serving", "vllm"): ["model.load_format=dummy"],
+    extra = {("serving", "vllm"): ["model.load_format=dummy"], ("serving", "vllm_server"): ["model.load_format=dummy"],
              # capability benchmarks need a tokenizer directory (validation checks only that it exists)
              **{("benchmark", task): [f"model.tokenizer={CONF}"] for task in ("longbench", "ruler", "pg19")},
              # the 8B models are checked against the GPU they are sized for: on a CPU host the fit
@@ -76,7 +76,7 @@ def test_every_target_is_built_from_its_typed_config_without_starting_an_engine(
 
 
 def test_collectors_are_an_open_group_of_one_file_each():
-    assert set(typed([], "collectors")) == {"latency", "gpu", "memory", "kv_transfer"}
+    assert set(typed([], "collectors")) == {"latency", "gpu", "memory", "kv_transfer", "server", "client"}
     assert set(typed(["collectors=[latency,memory]"], "collectors")) == {"latency", "memory"}
 
 
