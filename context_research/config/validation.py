@@ -15,7 +15,8 @@ from context_research import devices
 from context_research.config.errors import ConfigError, require
 from context_research.config.job import JobConfig
 
-GROUPS = ("model", "serving", "scheduler", "hardware", "benchmark", "collectors", "paths")
+# hardware before the groups that interpolate it (serving, benchmark), so an error in it names its own key
+GROUPS = ("model", "hardware", "serving", "scheduler", "benchmark", "collectors", "paths")
 ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
 
 
@@ -122,29 +123,29 @@ QUANTIZING_ENGINE = {"fp8": "vllm", "bnb_4bit": "hf", "bnb_8bit": "hf"}  # the e
 
 
 def _check_quantization(cfg: DictConfig, typed: dict[str, Any]) -> None:
-    """Each quantization runs on the engine that applies it: FP8 weights on vLLM, with FP8 tensor cores;
-    bitsandbytes on the transformers engine, on CUDA (judged from the hardware profile), installed."""
+    """FP8 weights need FP8 tensor cores; bitsandbytes needs CUDA (judged from the hardware profile),
+    and its package; each runs on the engine that applies it (FP8 on vLLM, bitsandbytes on hf)."""
     from context_research.config.hardware import FP8_COMPUTE_CAPABILITY
 
     quantization, hardware, serving = typed["model"].quantization, typed["hardware"], typed["serving"]
     if quantization is None:
         return
-    engine = QUANTIZING_ENGINE[quantization]
-    require(serving.engine == engine, "model.quantization", quantization,
-            f"serving={engine} applies it (serving={serving.engine} applies "
-            f"{', '.join(q for q, e in QUANTIZING_ENGINE.items() if e == serving.engine) or 'none'}); or null")
     if quantization == "fp8":
         have = f"compute capability {hardware.compute_capability}" if hardware.compute_capability else "none known"
         require(hardware.has_fp8, "model.quantization", quantization,
                 f"a GPU with FP8 tensor cores (compute capability >= {'.'.join(map(str, FP8_COMPUTE_CAPABILITY))}: "
                 f"Ada, Hopper or newer); hardware {hardware.name!r} has {have}; or null")
-        return
-    on_cpu = getattr(serving, "device", None) == "cpu"
-    where = "serving.device='cpu'" if on_cpu else f"hardware {hardware.name!r}"
-    require(hardware.is_gpu and not on_cpu, "model.quantization", quantization,
-            f"a CUDA GPU (bitsandbytes), which {where} is not; or null")
+    else:
+        on_cpu = getattr(serving, "device", None) == "cpu"
+        where = "serving.device='cpu'" if on_cpu else f"hardware {hardware.name!r}"
+        require(hardware.is_gpu and not on_cpu, "model.quantization", quantization,
+                f"a CUDA GPU (bitsandbytes), which {where} is not; or null")
+    engine = QUANTIZING_ENGINE[quantization]
+    require(serving.engine == engine, "model.quantization", quantization,
+            f"serving={engine} applies it (serving={serving.engine} applies "
+            f"{', '.join(q for q, e in QUANTIZING_ENGINE.items() if e == serving.engine) or 'none'}); or null")
     missing = [name for name in ("bitsandbytes", "accelerate") if importlib.util.find_spec(name) is None]
-    require(not missing, "model.quantization", quantization,
+    require(engine != "hf" or not missing, "model.quantization", quantization,
             f"{' and '.join(missing)} not installed here: pip install -e '.[bnb]'")
 
 

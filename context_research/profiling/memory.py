@@ -322,8 +322,9 @@ class MemoryCollector(MetricCollector):
 
     def _budget(self) -> BudgetSection | None:
         """The memory budget the engines ran under (one hardware config for all of a job's pools: the
-        first GPU engine's); None where no engine runs on a GPU."""
-        budgets = [b for b in (e.memory_budget() for e in self.engines.values()) if b is not None]
+        first GPU engine's); None where no engine runs on a GPU or reports one."""
+        reports = (getattr(engine, "memory_budget", lambda: None)() for engine in self.engines.values())
+        budgets = [budget for budget in reports if budget is not None]
         return BudgetSection.from_json(budgets[0]) if budgets else None
 
     def derive(self, summary: Summary) -> list[Section]:
