@@ -30,6 +30,7 @@ from typing import Any, Optional
 from context_research.config.errors import ConfigError
 from context_research.config.hardware import GB, HardwareConfig
 from context_research.hardware import profiles
+from context_research.hardware.fit import HF_CUDA_NON_TORCH_BYTES
 from context_research.hardware.profiles import GpuFacts
 
 EMULATION_HINT = "a budget emulates a smaller card on a bigger GPU"
@@ -55,8 +56,6 @@ class MemoryBudget:
 
     def torch_memory_fraction(self) -> float:
         """The transformers engine's allocator cap: the budget less the CUDA context, of the GPU; 1 unemulated."""
-        from context_research.hardware.fit import HF_CUDA_NON_TORCH_BYTES
-
         if not self.emulated:
             return 1.0
         return max(0.0, self.budget_bytes - HF_CUDA_NON_TORCH_BYTES) / self.gpu_total_bytes

@@ -3,8 +3,8 @@
 A prompt-length sweep starts its engine once. A job that needs engines with other keys stops
 the old ones first (freeing their GPU memory) and starts its own. An engine that failed to start
 (or warm up) is not started again in this process: the later jobs that need it fail at once with
-its error (E7: a memory budget whose KV cache cannot hold one sequence fails every job of that
-engine the same way, and each start costs a minute).
+its error (a memory budget whose KV cache cannot hold one max_model_len sequence fails every job of
+that engine the same way, and each attempt costs a minute of GPU time).
 """
 
 from __future__ import annotations
