@@ -190,16 +190,16 @@ def test_bitsandbytes_weights_are_the_predicted_bytes(tmp_path, quantization):
 
 
 def test_an_engine_that_failed_to_start_is_not_started_again(tmp_path):
-    """A CUDA engine on a host without CUDA fails at start; the next job needing it fails at once."""
+    """An engine on a GPU no host has (cuda:99) fails at start; the next job needing it fails at once."""
     from context_research.serving import engine_cache
 
     built = []
 
     def build():
-        built.append(hf_engine(tmp_path, ["serving.device=cuda"]))
+        built.append(hf_engine(tmp_path, ["serving.device=cuda:99"]))
         return built[-1]
 
-    key = engine_cache.engine_key({"device": "cuda", "test": tmp_path.name})
+    key = engine_cache.engine_key({"device": "cuda:99", "test": tmp_path.name})
     with pytest.raises(Exception) as first:
         engine_cache.acquire({key: build})
     engine_cache.release_all()
