@@ -79,21 +79,18 @@ class LatencyBenchmark(BenchmarkTask):
     def roofline(self) -> dict[str, Any]:
         """TTFT and TPOT floors on the job's hardware (`auto`: the first visible GPU), from the
         datasheet or, with hardware.calibrate=true, from this GPU's measured ceilings (recorded as
-        `calibrated_*`). The prefill floor uses the FP8 rate for FP8 weights, else the BF16 rate."""
+        `calibrated_*`). The prefill floor uses the FP8 rate for FP8 weights, else the BF16 rate.
+        Another card's profile on this GPU emulates its memory only (hardware/budget.py): the floors
+        are then this GPU's, and the card's are `projected_*`."""
+        from context_research.hardware.budget import roofline_profiles
         from context_research.hardware.calibration import calibrated, roofline_peaks
-        from context_research.hardware.profiles import resolve
 
-        hardware = resolve(self.hardware)
+        hardware, projected = roofline_profiles(self.hardware)
         measurement = calibrated() if hardware.is_gpu and hardware.calibrate else None
         peaks = roofline_peaks(hardware, measurement)
         quantization, dtype = self.model.quantization, self.model.dtype
         reasons = [peaks.reason] if peaks.reason else []
-        if quantization == "fp8":
-            matmul, rate = peaks.fp8_flops_per_s, "FP8"
-        elif dtype in ("bfloat16", "float16"):
-            matmul, rate = peaks.bf16_flops_per_s, "BF16"
-        else:
-            matmul, rate = None, None
+        matmul, rate = matmul_ceiling(peaks.fp8_flops_per_s, peaks.bf16_flops_per_s, quantization, dtype)
         if hardware.is_gpu:
             if rate is None:
                 reasons.append(f"no {dtype} matmul ceiling: the TTFT floor is for 16-bit or FP8 weights")
@@ -112,4 +109,21 @@ class LatencyBenchmark(BenchmarkTask):
             figures.update({f"calibrated_{key}": measurement[key]
                             for key in ("hbm_bytes_per_s", "bf16_flops_per_s", "fp8_flops_per_s")})
             figures["calibrated_device"] = measurement["device"]
+        if projected is not None:
+            card_matmul, _ = matmul_ceiling(projected.fp8_flops_per_s, projected.bf16_flops_per_s, quantization, dtype)
+            card = floors(self.model.config_json, dtype, self.workload.prompt_len, self.workload.output_len,
+                          projected.hbm_bytes_per_s, card_matmul, kv_dtype, quantization)
+            figures.update(projected_hardware=projected.name, projected_ttft_floor_ms=card["ttft_floor_ms"],
+                           projected_tpot_floor_ms=card["tpot_floor_ms"])
         return figures
+
+
+def matmul_ceiling(fp8_flops_per_s: float | None, bf16_flops_per_s: float | None, quantization: str | None,
+                   dtype: str) -> tuple[float | None, str | None]:
+    """The matmul rate a prefill runs at, and its name: FP8 for FP8 weights, BF16 for 16-bit ones,
+    none (None, None) for other dtypes."""
+    if quantization == "fp8":
+        return fp8_flops_per_s, "FP8"
+    if dtype in ("bfloat16", "float16"):
+        return bf16_flops_per_s, "BF16"
+    return None, None

@@ -26,6 +26,14 @@ REQUIRED_ARCHITECTURE_KEYS = (
 )
 
 
+def engine_dtype(serving_dtype: str, model_dtype: str, on_cuda: bool) -> str:
+    """The dtype an engine runs a model in: `serving.dtype`, or for `auto` the model's dtype on CUDA
+    and float32 on the CPU (the transformers engine there; vLLM runs on CUDA only)."""
+    if serving_dtype != "auto":
+        return serving_dtype
+    return model_dtype if on_cuda else "float32"
+
+
 @dataclass
 class ModelConfig:
     """One model. `architecture` holds the real `config.json` fields of `hf_id`.
@@ -70,6 +78,10 @@ class ModelConfig:
         limit = self.max_positions
         require(1 <= self.max_model_len <= limit, "max_model_len", self.max_model_len,
                 f"an integer from 1 to {limit} (the model's positions)")
+
+    def engine_dtype(self, serving_dtype: str, on_cuda: bool) -> str:
+        """The dtype an engine runs this model in (`engine_dtype`)."""
+        return engine_dtype(serving_dtype, self.dtype, on_cuda)
 
     @property
     def config_json(self) -> Dict[str, Any]:

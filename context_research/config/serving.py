@@ -23,6 +23,9 @@ class HFServingConfig:
     attn_implementation: str = "sdpa"
     max_batch_size: int = 16
     seed: int = 0
+    # the job's device (the root `hardware` group): on a bigger GPU the engine caps itself at its
+    # memory budget (hardware/budget.py); null = the whole GPU
+    hardware: Any = None
 
     def __post_init__(self) -> None:
         require(bool(DEVICE_PATTERN.match(self.device)), "device", self.device, "auto, cpu, cuda or cuda:N")
@@ -60,6 +63,9 @@ class VLLMServingConfig:
     hf_overrides: Dict[str, Any] = field(default_factory=dict)
     # any other EngineArgs field, passed through verbatim (e.g. compilation_config)
     extra_engine_args: Dict[str, Any] = field(default_factory=dict)
+    # the job's device (the root `hardware` group): on a bigger GPU vLLM's gpu_memory_utilization is
+    # scaled to its memory budget (hardware/budget.py); null = the whole GPU
+    hardware: Any = None
 
     def __post_init__(self) -> None:
         require_choice("interface", self.interface, ("async", "offline"))

@@ -16,7 +16,8 @@ from context_research.config.errors import ConfigError, require
 from context_research.config.job import JobConfig
 from context_research.config.serving import engine_family
 
-GROUPS = ("model", "serving", "scheduler", "hardware", "benchmark", "collectors", "paths")
+# hardware before the groups that interpolate it (serving, benchmark), so an error in it names its own key
+GROUPS = ("model", "hardware", "serving", "scheduler", "benchmark", "collectors", "paths")
 ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
 
 
@@ -130,21 +131,34 @@ def resolved_hardware(typed: dict[str, Any]) -> Any:
         raise error.under("hardware") from None
 
 
+QUANTIZING_ENGINE = {"fp8": "vllm", "bnb_4bit": "hf", "bnb_8bit": "hf"}  # the engine that applies each
+
+
 def _check_quantization(cfg: DictConfig, typed: dict[str, Any]) -> None:
-    """FP8 weights need FP8 tensor cores; bitsandbytes needs CUDA (judged from the hardware profile)."""
+    """FP8 weights need FP8 tensor cores; bitsandbytes needs CUDA (judged from the hardware profile),
+    and its package; each runs on the engine that applies it (FP8 on vLLM, bitsandbytes on hf)."""
     from context_research.config.hardware import FP8_COMPUTE_CAPABILITY
 
     quantization, hardware, serving = typed["model"].quantization, typed["hardware"], typed["serving"]
+    if quantization is None:
+        return
     if quantization == "fp8":
         have = f"compute capability {hardware.compute_capability}" if hardware.compute_capability else "none known"
         require(hardware.has_fp8, "model.quantization", quantization,
                 f"a GPU with FP8 tensor cores (compute capability >= {'.'.join(map(str, FP8_COMPUTE_CAPABILITY))}: "
                 f"Ada, Hopper or newer); hardware {hardware.name!r} has {have}; or null")
-    elif quantization is not None:
+    else:
         on_cpu = getattr(serving, "device", None) == "cpu"
         where = "serving.device='cpu'" if on_cpu else f"hardware {hardware.name!r}"
         require(hardware.is_gpu and not on_cpu, "model.quantization", quantization,
                 f"a CUDA GPU (bitsandbytes), which {where} is not; or null")
+    engine = QUANTIZING_ENGINE[quantization]
+    require(serving.engine == engine, "model.quantization", quantization,
+            f"serving={engine} applies it (serving={serving.engine} applies "
+            f"{', '.join(q for q, e in QUANTIZING_ENGINE.items() if e == serving.engine) or 'none'}); or null")
+    missing = [name for name in ("bitsandbytes", "accelerate") if importlib.util.find_spec(name) is None]
+    require(engine != "hf" or not missing, "model.quantization", quantization,
+            f"{' and '.join(missing)} not installed here: pip install -e '.[bnb]'")
 
 
 def _resident_sequences(benchmark: Any, serving: Any) -> int:
@@ -161,18 +175,39 @@ def _resident_sequences(benchmark: Any, serving: Any) -> int:
     return min(resident, limit) if limit else resident
 
 
+def _on_gpu(hardware: Any, serving: Any) -> bool:
+    device = str(getattr(serving, "device", None))
+    return engine_family(serving) == "vllm" or device.startswith("cuda") or (device == "auto" and hardware.is_gpu)
+
+
+def _check_memory_budget(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """A memory budget (or another card's profile) on this host's GPU must not exceed the GPU: the
+    engines cap themselves at it (hardware/budget.py), fit check or not."""
+    from context_research.hardware.budget import memory_budget
+    from context_research.hardware.profiles import nvml_gpu
+
+    hardware, serving = typed["hardware"], typed["serving"]
+    if hardware.is_gpu and _on_gpu(hardware, serving):
+        memory_budget(hardware, nvml_gpu(gpu_index(serving)))
+
+
 def _fit_device(hardware: Any, serving: Any) -> Any:
     """What the engine may use, as hardware/fit.py's Device; None where there is nothing to judge
-    (an engine on a GPU the profile does not describe: the engine reports why it cannot start)."""
+    (an engine on a GPU the profile does not describe: the engine reports why it cannot start).
+    On a GPU of this host it is the memory the engine gets (hardware/budget.py: the budget, or the
+    GPU's CUDA total); planning for a GPU this host lacks, the profile's memory or budget."""
     from context_research.config.hardware import GB
+    from context_research.hardware.budget import memory_budget
     from context_research.hardware.fit import Device
-    from context_research.hardware.profiles import available_memory_bytes
+    from context_research.hardware.profiles import available_memory_bytes, nvml_gpu
 
-    device = str(getattr(serving, "device", None))
-    on_gpu = engine_family(serving) == "vllm" or device.startswith("cuda") or (device == "auto" and hardware.is_gpu)
+    on_gpu = _on_gpu(hardware, serving)
     if on_gpu and (not hardware.is_gpu or hardware.usable_memory_gb is None):
         return None
-    if hardware.memory_budget_gb is not None:
+    budget = memory_budget(hardware, nvml_gpu(gpu_index(serving))) if on_gpu else None
+    if budget is not None:
+        memory, source = budget.budget_bytes, "memory budget" if budget.emulated else "GPU memory"
+    elif hardware.memory_budget_gb is not None:
         memory, source = hardware.memory_budget_gb * GB, "memory budget"
     elif on_gpu:
         memory, source = hardware.memory_gb * GB, "GPU memory"
@@ -200,8 +235,7 @@ def _check_fit(cfg: DictConfig, typed: dict[str, Any]) -> None:
                          resident=_resident_sequences(benchmark, serving), max_model_len=limit,
                          max_model_len_key=limit_key,
                          gpu_memory_utilization=getattr(serving, "gpu_memory_utilization", 1.0))
-    # the engines' dtype rule: auto = the model's dtype (the hf engine on CPU: float32, serving/backends/hf.py)
-    dtype = serving.dtype if serving.dtype != "auto" else (model.dtype if device.is_gpu else "float32")
+    dtype = model.engine_dtype(serving.dtype, on_cuda=device.is_gpu)
     kv_dtype = getattr(serving, "kv_cache_dtype", "auto")
     precision = fit.Precision(dtype, model.quantization, None if kv_dtype == "auto" else kv_dtype)
     fit.check_fit(model.config_json, model.name, shape, precision, device)
@@ -213,6 +247,7 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_token_budget,
     _check_tokenizer,
     _check_quantization,
+    _check_memory_budget,
     _check_fit,
     _check_nixl_installed,
     _check_engine_installed,  # last: a config is judged whole before the host is

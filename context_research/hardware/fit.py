@@ -25,8 +25,10 @@ its allocator cache to at most half the activations where they exceed 1 GB, and 
 memory to 1.365 GB. The vLLM allowance is Qwen3-8B's at vLLM's default batch limits; other models
 of this size differ from it by their vocabulary and MLP width.
 
-The device offers `hardware.memory_budget_gb` where set, else the GPU's memory (hardware.memory_gb:
-NVML's figure under hardware=auto) or, on CPU, the RAM free now (/proc/meminfo MemAvailable).
+The device offers, on a GPU of this host, what the engine will get (hardware/budget.py): the memory
+budget (`hardware.memory_budget_gb`, or another card's profile on a bigger GPU), else the GPU's
+memory as CUDA counts it; planning for a GPU this host lacks, the profile's budget or memory; on CPU,
+the RAM free now (/proc/meminfo MemAvailable).
 
 A run that does not fit raises one ConfigError line, for example `python launch.py model=qwen3_8b`
 (the transformers engine on CPU, float32) on a host with 24 GB of RAM free:

@@ -31,11 +31,20 @@ IDENTITY = ("name", "kind", "nvml_names")  # what a resolved profile is, never o
 
 @dataclass(frozen=True)
 class GpuFacts:
-    """What NVML says about one GPU."""
+    """What NVML says about one GPU. `memory_bytes` is NVML's total; `reserved_bytes` what the driver
+    keeps of it (NVML's v2 memory query; 0 where the driver does not say). CUDA's total
+    (cudaMemGetInfo, the figure vLLM's gpu_memory_utilization and torch's memory fraction multiply)
+    is the difference: on an H200 150.75 GB - 0.65 GB = 150.11 GB (E5's vllm_requested_gb 135.10 =
+    0.9 x 150.11)."""
 
     name: str
     memory_bytes: int
     compute_capability: Optional[str]
+    reserved_bytes: int = 0
+
+    @property
+    def cuda_total_bytes(self) -> int:
+        return self.memory_bytes - self.reserved_bytes
 
 
 def load_profile(option: str) -> HardwareConfig:
@@ -111,9 +120,13 @@ def _nvml_gpu(index: int, visible_devices: Optional[str]) -> Optional[GpuFacts]:
             capability = f"{major}.{minor}"
         except pynvml.NVMLError:
             capability = None
-        return GpuFacts(name=name.decode() if isinstance(name, bytes) else name,
-                        memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-                        compute_capability=capability)
+        try:
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
+            reserved = int(memory.reserved)
+        except pynvml.NVMLError:  # a driver without the v2 query: no reservation known
+            memory, reserved = pynvml.nvmlDeviceGetMemoryInfo(handle), 0
+        return GpuFacts(name=name.decode() if isinstance(name, bytes) else name, memory_bytes=int(memory.total),
+                        compute_capability=capability, reserved_bytes=reserved)
     except pynvml.NVMLError:
         return None
     finally:

@@ -238,6 +238,27 @@ class MemorySection(Section):
 
 
 @dataclass
+class BudgetSection(Section):
+    """The GPU memory the job's engines ran under (hardware/budget.py). `emulated`: a smaller card's
+    memory (`memory_hardware`, `memory_budget_gb`) on this GPU (`compute_hardware`, `gpu_memory_gb`):
+    its latencies are this GPU's compute under that memory, never the smaller card's. The cap the
+    engine applied: vLLM's `gpu_memory_utilization` (the configured one x budget / GPU), the
+    transformers engine's `torch_memory_fraction`."""
+
+    key: ClassVar[str] = "budget"
+    memory_budget_gb: Number = None
+    emulated: Optional[bool] = None
+    compute_hardware: Optional[str] = None
+    memory_hardware: Optional[str] = None
+    gpu_memory_gb: Number = None
+    gpu_memory_utilization: Number = None
+    torch_memory_fraction: Number = None
+    # the longest sequence the engine accepts in that memory (vLLM's max_model_len: with max_model_len -1,
+    # vLLM's auto-fit to its KV cache, E7's longest native context)
+    engine_max_model_len: Optional[int] = None
+
+
+@dataclass
 class KVTransferSection(Section):
     """KV moved between pools in disaggregated runs (metrics/kv_transfer.py)."""
 
@@ -288,6 +309,11 @@ class RooflineSection(Section):
     kv_bytes_per_token: Number = None
     ttft_floor_ms: Number = None
     tpot_floor_ms: Number = None
+    # under an emulated memory budget (BudgetSection) the floors above are this GPU's; the emulated
+    # card's own, from its profile, are projected: what its compute would allow, not measured here
+    projected_hardware: Optional[str] = None
+    projected_ttft_floor_ms: Number = None
+    projected_tpot_floor_ms: Number = None
     ttft_measured_over_floor: Number = None
     tpot_measured_over_floor: Number = None
 
@@ -381,8 +407,8 @@ class TaskSection(Section):
 
 
 SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SessionSection,
-                                       SLOSection, GpuSection, MemorySection, KVTransferSection, RooflineSection,
-                                       EngineStepsSection, ServerSection, ClientSection)
+                                       SLOSection, GpuSection, MemorySection, BudgetSection, KVTransferSection,
+                                       RooflineSection, EngineStepsSection, ServerSection, ClientSection)
 
 
 @dataclass

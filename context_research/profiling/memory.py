@@ -43,7 +43,7 @@ import weakref
 from typing import Any, Iterable
 
 from context_research.metrics.engine_steps import kv_cache_usage_peak
-from context_research.metrics.schema import GpuSection, MemorySection, Section, Summary
+from context_research.metrics.schema import BudgetSection, GpuSection, MemorySection, Section, Summary
 from context_research.profiling.base import MetricCollector
 
 GB = 1e9
@@ -105,8 +105,21 @@ def unique_storage_bytes(tensors: Iterable[Any]) -> int:
 
 
 def parameter_bytes(model: Any) -> int:
-    """Bytes of a module's parameters (tied parameters counted once)."""
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+    """Bytes of a module's parameters (tied parameters counted once), with the scales bitsandbytes
+    keeps beside its quantized weights."""
+    return sum(p.numel() * p.element_size() + quantization_state_bytes(p) for p in model.parameters())
+
+
+def quantization_state_bytes(parameter: Any) -> int:
+    """Bytes of the state a bitsandbytes weight holds outside its data: LLM.int8()'s per-row scales
+    (`Int8Params.SCB`), 4-bit's per-block absmax and code book (`Params4bit.quant_state`, nested
+    states included); 0 for any other parameter."""
+    tensors = [getattr(parameter, "SCB", None)]
+    state = getattr(parameter, "quant_state", None)
+    while state is not None:
+        tensors += [getattr(state, "absmax", None), getattr(state, "code", None)]
+        state = getattr(state, "state2", None)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 def cache_bytes(cache: Any) -> tuple[int, int]:
@@ -304,7 +317,15 @@ class MemoryCollector(MetricCollector):
             if any(key in r for r in reports):
                 figures[key.replace("_bytes", "_gb")] = total_over(reports, key) / GB
         return [MemorySection(memory_available=not reasons,
-                              memory_unavailable_reason="; ".join(reasons) if reasons else None, **figures)]
+                              memory_unavailable_reason="; ".join(reasons) if reasons else None, **figures),
+                self._budget()]
+
+    def _budget(self) -> BudgetSection | None:
+        """The memory budget the engines ran under (one hardware config for all of a job's pools: the
+        first GPU engine's); None where no engine runs on a GPU or reports one."""
+        reports = (getattr(engine, "memory_budget", lambda: None)() for engine in self.engines.values())
+        budgets = [budget for budget in reports if budget is not None]
+        return BudgetSection.from_json(budgets[0]) if budgets else None
 
     def derive(self, summary: Summary) -> list[Section]:
         """non_torch, total and NVML's used memory, from the GPU collector's peak (all GPUs)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -285,3 +286,60 @@ def ab_differences(differences: pd.DataFrame, jobs: pd.DataFrame, label_a: str, 
                 f"Difference in {data['statistic'].iloc[0]} latency (ms) of {label_b} minus {label_a} per aligned "
                 f"job pair, with the 95% "
                 f"bootstrap confidence interval over requests; red: the interval excludes zero; {context}.")
+
+
+PRECISION_ORDER = ("bf16", "fp8_kv", "fp8")  # conf/precision/, least to most compressed
+OUTCOMES = ("does not fit", "preempts", "fits")  # report/tables.py `outcome`, worst first
+OUTCOME_COLORS = ("#d9534f", "#f0ad4e", "#5cb85c")
+
+
+def thousands(tokens: float) -> str:
+    """8192 -> '8K'."""
+    return f"{tokens / 1024:g}K" if tokens >= 1024 and tokens % 1024 == 0 else f"{tokens:g}"
+
+
+def outcome_label(row: pd.Series) -> str:
+    """A cell's text: TTFT p50 (s) where it fits, the preemptions where it preempts, a dash where it does not fit."""
+    if row["outcome"] == "fits":
+        return f"{row['ttft_p50_ms'] / 1e3:.2g}s" if pd.notna(row["ttft_p50_ms"]) else "ok"
+    if row["outcome"] == "preempts":
+        return f"{row['preemptions']:g}p"
+    return "–"
+
+
+def fits_heatmap(fits_table: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
+    """E7 (fits.csv): does not fit / preempts / fits per precision (rows) and prompt x concurrency
+    (columns), one panel per memory budget."""
+    table = fits_table.dropna(subset=["budget_gb", "prompt_len", "concurrency"])
+    if table.empty:
+        return None
+    table = table.assign(code=table["outcome"].map(OUTCOMES.index), label=table.apply(outcome_label, axis=1),
+                         point=[f"{thousands(p)}×{c:g}" for p, c in zip(table["prompt_len"], table["concurrency"])])
+    points = list(dict.fromkeys(table.sort_values(["prompt_len", "concurrency"])["point"]))
+    found = set(table["precision"])
+    precisions = [p for p in PRECISION_ORDER if p in found] + sorted(found - set(PRECISION_ORDER))
+    budgets = sorted(table["budget_gb"].unique())
+    figure, axes = new_figure(len(budgets), width=max(4.0, 0.55 * len(points) + 1.5), height=0.5 * len(precisions) + 2)
+    colors = ListedColormap(OUTCOME_COLORS)
+    for ax, budget in zip(axes, budgets):
+        rows = table[table["budget_gb"] == budget]
+        codes = rows.pivot_table(index="precision", columns="point", values="code", aggfunc="min")
+        labels = rows.pivot_table(index="precision", columns="point", values="label", aggfunc="first")
+        codes, labels = (frame.reindex(index=precisions, columns=points) for frame in (codes, labels))
+        sns.heatmap(codes, cmap=colors, vmin=-0.5, vmax=len(OUTCOMES) - 0.5, annot=labels.fillna(""), fmt="",
+                    mask=codes.isna(), linewidths=0.5, linecolor="white", cbar=ax is axes[-1], ax=ax,
+                    annot_kws={"fontsize": "small"})
+        ax.grid(False)
+        ax.set(title=f"{budget:g} GB", xlabel="prompt (tokens) × concurrency", ylabel="precision" if ax is axes[0] else "")
+        ax.tick_params(axis="x", labelrotation=60)
+        ax.tick_params(axis="y", labelrotation=0)
+    colorbar = axes[-1].collections[0].colorbar
+    colorbar.set_ticks(range(len(OUTCOMES)), labels=list(OUTCOMES))
+    context = setting(completed(jobs)) if len(completed(jobs)) else setting(jobs)
+    hardware = ", ".join(str(v) for v in dict.fromkeys(fits_table["compute_hardware"].dropna())) or "unknown"
+    figure.suptitle(f"What fits: memory budget × precision × prompt × concurrency — {context}")
+    return Plot("fits_heatmap", figure,
+                f"Per memory budget (GB, 1e9 bytes; panels), precision (rows) and prompt length × requests in flight "
+                f"(columns): fits (green: TTFT p50 in s), preempts (orange: vLLM's preemptions over the job) or does "
+                f"not fit (red: the engine or a request failed); blank: not run. Each budget is emulated memory on "
+                f"{hardware}: the latencies are that GPU's compute under that memory, not a smaller card's; {context}.")

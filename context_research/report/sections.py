@@ -21,7 +21,8 @@ from context_research.report.loader import csv_ready, load_requests
 from context_research.report.repeats import CV_LIMIT, repeat_variance
 from context_research.report.roofline import roofline_table
 from context_research.report.sweep_timing import sweep_timing
-from context_research.report.tables import experiment_tables
+from context_research.report.tables import (E7_NAMES, KV_CAPACITY_TOLERANCE_PCT, TABLES, WEIGHTS_TOLERANCE_PCT,
+                                            experiment_table, experiment_tables, longest_context)
 
 JOB_COLUMNS = ("label", "job", "status", "prompt_len", "output_len", "concurrency", "seed", "n_ok", "n_errors",
                "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p50_ms", "req_s",
@@ -120,6 +121,44 @@ def experiment_sections(report: ReportContext) -> list[Section]:
                 section.blocks.append(report.save_plot(plot))
         sections.append(section)
     return sections
+
+
+def fits_section(report: ReportContext) -> Section | None:
+    """E7: what fits per memory budget, precision, prompt and concurrency (a heatmap of fits.csv), the
+    longest native context per budget and precision, and the acceptance's checks on each engine."""
+    if report.table is not None and report.table not in E7_NAMES:
+        return None
+    jobs = report.jobs if report.table is not None else report.jobs[report.jobs["name"].isin(E7_NAMES)]
+    if jobs.empty:
+        return None
+    table = experiment_table(jobs, TABLES["e7"])
+    longest = longest_context(table)
+    report.write_csv(longest, "longest_context.csv")
+    blocks: list = [
+        "Each budget is emulated memory on one GPU (hardware/budget.py): latencies are that GPU's compute "
+        f"(compute_hardware: {', '.join(map(str, dict.fromkeys(table['compute_hardware'].dropna()))) or 'unknown'}) "
+        "under the budget's memory, not a smaller card's. fits.csv has one row per job; the verdict (`outcome`): "
+        "does not fit (the engine or a request failed), preempts (vLLM preempted requests), fits."]
+    plot = plots.fits_heatmap(table, jobs)
+    if plot is not None:
+        blocks.append(report.save_plot(plot))
+    blocks += [acceptance_line(longest), Table(longest, "the longest prompt that ran alone, per budget and precision "
+                                                        "(longest_context.csv), with each engine's checks")]
+    return Section("What fits (E7)", blocks)
+
+
+def acceptance_line(longest: pd.DataFrame) -> str:
+    """How many engines meet the acceptance: KV capacity within 5%, fp8 weights within 2%."""
+    def count(rows: pd.DataFrame, check: str, error: str) -> str:
+        known = rows[rows[check].notna()]
+        worst = known[error].abs().max() if len(known) else float("nan")
+        return f"{int(known[check].astype(bool).sum())} of {len(known)} (largest |error| {worst:.2f}%)"
+
+    fp8_weights = longest[longest["precision"].astype(str).str.match(r"^fp8($| weights)")]
+    return (f"vLLM's KV capacity within {KV_CAPACITY_TOLERANCE_PCT:g}% of the fit check's prediction: "
+            f"{count(longest, 'kv_capacity_within_5pct', 'kv_capacity_error_pct')} engines; FP8 weights within "
+            f"{WEIGHTS_TOLERANCE_PCT:g}% of the predicted bytes: "
+            f"{count(fp8_weights, 'weights_within_2pct', 'weights_error_pct')} FP8-weight engines.")
 
 
 def sweep_timing_section(report: ReportContext) -> Section:
@@ -236,6 +275,7 @@ SECTIONS: list[SectionBuilder] = [
     failures_section,
     jobs_section,
     experiment_sections,
+    fits_section,
     sweep_timing_section,
     repeats_section,
     ab_sections,

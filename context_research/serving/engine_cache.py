@@ -1,7 +1,10 @@
 """Engines shared by the jobs of one multirun process, keyed by their configuration.
 
 A prompt-length sweep starts its engine once. A job that needs engines with other keys stops
-the old ones first (freeing their GPU memory) and starts its own.
+the old ones first (freeing their GPU memory) and starts its own. An engine that failed to start
+(or warm up) is not started again in this process: the later jobs that need it fail at once with
+its error (a memory budget whose KV cache cannot hold one max_model_len sequence fails every job of
+that engine the same way, and each attempt costs a minute of GPU time).
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from context_research.serving.backends.base import ServingBackend
 
 log = logging.getLogger(__name__)
 _ENGINES: dict[str, ServingBackend] = {}
+_FAILED: dict[str, str] = {}  # key -> why that engine did not start, for this process's lifetime
+
+
+class EngineStartFailed(RuntimeError):
+    """A job's engine failed to start earlier in this process."""
 
 
 def engine_key(*parts: Any) -> str:
@@ -31,6 +39,9 @@ def acquire(wanted: dict[str, Callable[[], ServingBackend]]) -> tuple[dict[str, 
 
     Engines with other keys are stopped first, so two configurations never share the GPU.
     """
+    for key in wanted:
+        if key in _FAILED:
+            raise EngineStartFailed(f"engine {key} failed to start earlier in this process: {_FAILED[key]}")
     for key in [k for k in _ENGINES if k not in wanted]:
         release(key)
     started_s = 0.0
@@ -40,8 +51,12 @@ def acquire(wanted: dict[str, Callable[[], ServingBackend]]) -> tuple[dict[str, 
             engine = build()
             engine.engine_key = key
             _ENGINES[key] = engine  # cached at once, so a start that fails is stopped by release_all too
-            engine.start()
-            engine.warmup()
+            try:
+                engine.start()
+                engine.warmup()
+            except Exception as error:
+                _FAILED[key] = f"{type(error).__name__}: {error}"
+                raise
             started_s += time.perf_counter() - t0
             log.info("engine %s started in %.1f s", key, time.perf_counter() - t0)
     return {key: _ENGINES[key] for key in wanted}, started_s

@@ -94,13 +94,16 @@ def _seeded_model(config: Any, dtype: Any, seed: int, device: str, attn_implemen
 
 def build_hf_model(model: Any, cache_dir: str | Path, device: str, dtype: Any, seed: int,
                    attn_implementation: str):
-    """A transformers causal LM: local weights when `model.path` is set, else seeded random weights.
+    """A transformers causal LM: local weights when `model.path` is set, else seeded random weights;
+    quantized by bitsandbytes where `model.quantization` asks (`quantized_hf_model`).
 
     A checkpoint loads onto the host (its size in host memory, briefly) and then moves to `device`:
     transformers 5.x places weights on a device while loading only through accelerate (a device_map,
     a device context or a default device), which this project does not depend on."""
     source = materialize_config_dir(model, cache_dir)
     config = hf_config(model, source)
+    if model.quantization is not None:
+        return quantized_hf_model(model, source, config, device, dtype, seed, attn_implementation)
     if not model.path:
         return _seeded_model(config, dtype, seed, device, attn_implementation).eval()
     from transformers import AutoModelForCausalLM
@@ -108,6 +111,36 @@ def build_hf_model(model: Any, cache_dir: str | Path, device: str, dtype: Any, s
     loaded = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype, local_files_only=True,
                                                   attn_implementation=attn_implementation)
     return loaded.to(device).eval()
+
+
+def bitsandbytes_config(quantization: str, compute_dtype: Any):
+    """transformers' BitsAndBytesConfig for `model.quantization`: bnb_8bit is LLM.int8() (int8 weights,
+    one float32 scale per output row), bnb_4bit 4-bit blocks of 64 weights with a float32 absmax each,
+    computing in the model's dtype; every other setting is bitsandbytes' default."""
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "bnb_8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if quantization == "bnb_4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute_dtype)
+    raise ValueError(f"model.quantization={quantization!r} is not a bitsandbytes quantization (bnb_4bit, bnb_8bit)")
+
+
+def quantized_hf_model(model: Any, source: Path, config: Any, device: str, dtype: Any, seed: int,
+                       attn_implementation: str):
+    """The model with bitsandbytes' Linear layers (all but the LM head), quantized as transformers loads
+    the weights onto the CUDA `device` (bitsandbytes and accelerate: pip install -e '.[bnb]'): from
+    `model.path`, or the seeded random weights, built on the host and handed over as a state dict (so
+    the GPU never holds the unquantized model)."""
+    options = {"config": config, "dtype": dtype, "device_map": {"": device}, "attn_implementation": attn_implementation,
+               "quantization_config": bitsandbytes_config(model.quantization, dtype)}
+    if model.path:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(source, local_files_only=True, **options).eval()
+    seeded = _seeded_model(config, dtype, seed, "cpu", attn_implementation)
+    weights = seeded.state_dict()
+    return type(seeded).from_pretrained(None, state_dict=weights, **options).eval()
 
 
 def parameter_count(config: Any) -> int:

@@ -3,6 +3,7 @@ says would fit, and `python launch.py model=qwen3_8b` refused on a CPU host befo
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pandas as pd
@@ -14,6 +15,8 @@ from context_research.hardware import fit, profiles
 from context_research.hardware.fit import Device, Precision, RunShape
 from context_research.profiling.roofline import footprint
 from tests.conftest import REPO, compose_config, manifests, validate_on_this_host
+
+HAS_BNB = all(importlib.util.find_spec(name) is not None for name in ("bitsandbytes", "accelerate"))
 
 E5 = REPO / "results" / "h200" / "e5"
 BF16 = Precision("bfloat16")
@@ -176,7 +179,13 @@ def test_fp8_weights_and_bitsandbytes_need_the_right_hardware():
         validate_on_this_host(compose_config(["model=qwen3_8b", "hardware=cpu", "model.quantization=bnb_4bit"]))
     with pytest.raises(ConfigError, match=r"^model.quantization='bnb_8bit': a CUDA GPU"):
         validate_on_this_host(compose_config(["hardware=h200", "serving.device=cpu", "model.quantization=bnb_8bit"]))
-    validate_on_this_host(compose_config(["model=qwen3_8b", "hardware=rtx4090", "model.quantization=bnb_4bit"]))
+    on_a_gpu = compose_config(["model=qwen3_8b", "hardware=rtx4090", "model.quantization=bnb_4bit"])
+    if HAS_BNB:
+        validate_on_this_host(on_a_gpu)
+    else:  # the right hardware, but bitsandbytes is an extra (tests/hardware/test_budget.py)
+        with pytest.raises(ConfigError, match=r"^model.quantization='bnb_4bit': bitsandbytes and accelerate not"
+                                              r"|^model.quantization='bnb_4bit': bitsandbytes not"):
+            validate_on_this_host(on_a_gpu)
 
 
 def free_ram_runs_qwen3_8b_in_float32() -> bool:

@@ -121,3 +121,8 @@ class ServingBackend(abc.ABC):
     def kv_capacity_tokens(self) -> int | None:
         """Tokens the engine's KV cache holds, where it has a fixed one."""
         return None
+
+    def memory_budget(self) -> dict[str, Any] | None:
+        """The GPU memory the engine runs under (hardware/budget.py `MemoryBudget.figures`, with the
+        cap it applied), where it runs on a GPU; None elsewhere."""
+        return None

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from context_research.hardware.budget import MemoryBudget, engine_memory_budget
 from context_research.profiling.memory import InProcessMemory
 from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving.backends.base import ServingBackend
@@ -45,6 +46,8 @@ class HFBackend(ServingBackend):
         self.max_batch_size = config.max_batch_size
         self.seed = config.seed
         self.model = None
+        self.budget: MemoryBudget | None = None
+        self._cuda_index = 0
         self._queue: queue.Queue | None = None
         self._worker: threading.Thread | None = None
 
@@ -54,11 +57,11 @@ class HFBackend(ServingBackend):
 
         from context_research.serving.model_source import build_hf_model, load_tokenizer
 
-        device, dtype = self.config.device, self.config.dtype
+        device = self.config.device
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        if dtype == "auto":
-            dtype = self.model_config.dtype if self.device.type == "cuda" else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.dtype = getattr(torch, self.model_config.engine_dtype(self.config.dtype, self.device.type == "cuda"))
+        if self.device.type == "cuda":
+            self._cap_memory()
         self.memory = InProcessMemory(self.device)
         self.memory_phases = self.memory.phases
         self.memory.reset_peaks()
@@ -70,6 +73,16 @@ class HFBackend(ServingBackend):
         self._cache_keyword = "cache" if "cache" in params else "past_key_values"
         self.memory.watch(self.model, self._cache_keyword)
         self.memory.close_phase("load")
+
+    def _cap_memory(self) -> None:
+        """Hold the allocator to the GPU's memory budget (hardware/budget.py): emulated, the budget less
+        the CUDA context; otherwise the whole GPU (the cap is per process, so an earlier engine's is undone)."""
+        import torch
+
+        self._cuda_index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        self.budget = engine_memory_budget(self.config.hardware, self._cuda_index)
+        fraction = self.budget.torch_memory_fraction() if self.budget is not None else 1.0
+        torch.cuda.set_per_process_memory_fraction(fraction, self._cuda_index)
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -83,6 +96,8 @@ class HFBackend(ServingBackend):
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+                if self.budget is not None and self.budget.emulated:  # what runs next gets the whole GPU
+                    torch.cuda.set_per_process_memory_fraction(1.0, self._cuda_index)
         except ImportError:
             pass
 
@@ -94,7 +109,13 @@ class HFBackend(ServingBackend):
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "attn_implementation": self.config.attn_implementation, "cache_keyword": self._cache_keyword}
+                "quantization": self.model_config.quantization, "attn_implementation": self.config.attn_implementation,
+                "cache_keyword": self._cache_keyword, "memory_budget": self.memory_budget()}
+
+    def memory_budget(self) -> dict[str, Any] | None:
+        if self.budget is None:
+            return None
+        return {**self.budget.figures(), "torch_memory_fraction": self.budget.torch_memory_fraction()}
 
     # memory (profiling/memory.py): torch peaks per phase, parameter and KV cache bytes -------
     def reset_memory_peaks(self) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from context_research import devices
 from context_research.config.scheduler import NIXL_CONNECTORS
 from context_research.metrics.kv_transfer import connector_step_figures
+from context_research.hardware.budget import MemoryBudget, engine_memory_budget
 from context_research.profiling.memory import combine_worker_reports, unavailable_report
 from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving import event_loop
@@ -44,15 +45,18 @@ log = logging.getLogger(__name__)
 OPTIONAL_ENGINE_ARGS = ("enable_chunked_prefill", "max_num_batched_tokens", "max_num_seqs", "enable_prefix_caching")
 
 
-def engine_arguments(settings: Any, model: Any, model_dir: str, tokenizer_dir: str | None) -> dict[str, Any]:
-    """vLLM EngineArgs keywords from the typed serving and model configs (pure: testable without vLLM)."""
+def engine_arguments(settings: Any, model: Any, model_dir: str, tokenizer_dir: str | None,
+                     budget: MemoryBudget | None = None) -> dict[str, Any]:
+    """vLLM EngineArgs keywords from the typed serving and model configs and the GPU's memory budget
+    (hardware/budget.py: an emulated budget scales gpu_memory_utilization). Pure: testable without vLLM."""
+    utilization = settings.gpu_memory_utilization
     args: dict[str, Any] = {
         "model": str(model_dir),
         "tokenizer": tokenizer_dir,
         "skip_tokenizer_init": tokenizer_dir is None,
-        "dtype": model.dtype if settings.dtype == "auto" else settings.dtype,
+        "dtype": model.engine_dtype(settings.dtype, on_cuda=True),
         "max_model_len": settings.max_model_len or model.max_model_len,
-        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "gpu_memory_utilization": budget.vllm_gpu_memory_utilization(utilization) if budget else utilization,
         "enforce_eager": settings.enforce_eager,
         "kv_cache_dtype": settings.kv_cache_dtype,
         "tensor_parallel_size": settings.tensor_parallel_size,
@@ -64,6 +68,8 @@ def engine_arguments(settings: Any, model: Any, model_dir: str, tokenizer_dir: s
     }
     if tokenizer_dir is None:
         del args["tokenizer"]
+    if model.quantization == "fp8":  # online FP8: vLLM quantizes the Linear weights as it loads them
+        args["quantization"] = "fp8"
     for key in OPTIONAL_ENGINE_ARGS:
         if getattr(settings, key) is not None:
             args[key] = getattr(settings, key)
@@ -204,6 +210,7 @@ class VLLMBackend(ServingBackend):
         self.step_samples: list[dict[str, Any]] = []
         self.engine_args: dict[str, Any] = {}
         self.environment: dict[str, str] = {}  # set in the engine's processes while it started
+        self.budget: MemoryBudget | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -215,8 +222,10 @@ class VLLMBackend(ServingBackend):
         model_dir = materialize_config_dir(self.model_config, self.cache_dir)
         self.tokenizer = load_tokenizer(self.model_config)
         tokenizer_dir = tokenizer_source(self.model_config, self.cache_dir)
+        device = self.config.device
+        self.budget = engine_memory_budget(self.config.hardware, devices.cuda_index(device) if device else 0)
         self.engine_args = engine_arguments(self.config, self.model_config, str(model_dir),
-                                            str(tokenizer_dir) if tokenizer_dir else None)
+                                            str(tokenizer_dir) if tokenizer_dir else None, self.budget)
         args = dict(self.engine_args)
         if isinstance(args.get("kv_transfer_config"), dict):
             from vllm.config import KVTransferConfig
@@ -279,7 +288,14 @@ class VLLMBackend(ServingBackend):
                 "environment": dict(self.environment),
                 "block_size": cache.block_size, "num_gpu_blocks": cache.num_gpu_blocks or 0,
                 "kv_capacity_tokens": self.kv_capacity_tokens(),
-                "max_model_len": config.model_config.max_model_len}
+                "max_model_len": config.model_config.max_model_len,
+                "memory_budget": self.memory_budget()}
+
+    def memory_budget(self) -> dict[str, Any] | None:
+        if self.budget is None:
+            return None
+        return {**self.budget.figures(), "gpu_memory_utilization": self.engine_args["gpu_memory_utilization"],
+                "engine_max_model_len": self._cache_config().model_config.max_model_len}
 
     # memory ----------------------------------------------------------------------------------
     def _worker_rpc(self, method: str) -> list[Any]:
