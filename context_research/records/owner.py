@@ -9,19 +9,25 @@ kernel drops the lock with the process.
 
 The lock is a POSIX record lock (`fcntl.lockf`), not `flock`: processes the job forks (a vLLM
 engine core) do not inherit it, so it never outlives the job's own process, and NFS supports it
-between hosts. A process does not conflict with its own locks; one process runs one job at a time.
+between hosts. A process does not conflict with its own locks (one process runs one job at a
+time), and closing any descriptor of the lock file drops its lock, so nothing else opens it. On a
+file system that keeps no locks the job runs with a warning, unguarded.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from context_research.records.run_record import DamagedRecord, read_manifest
 
+log = logging.getLogger(__name__)
 LOCK = ".owner.lock"
+# a file system that keeps no locks (NFS without its lock daemon, say): the job runs unguarded
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class DirectoryInUse(RuntimeError):
@@ -31,7 +37,7 @@ class DirectoryInUse(RuntimeError):
 class Ownership:
     """The lock on one job directory, held until `release` (or the end of a `with` block)."""
 
-    def __init__(self, job_dir: Path, fd: int) -> None:
+    def __init__(self, job_dir: Path, fd: int | None) -> None:
         self.job_dir, self._fd = job_dir, fd
 
     def release(self) -> None:
@@ -56,6 +62,10 @@ def claim(job_dir: str | Path) -> Ownership:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         os.close(fd)
+        if error.errno in NO_LOCKS:
+            log.warning("%s cannot be locked (%s): a second launch into it would not be refused", job_dir,
+                        error.strerror)
+            return Ownership(job_dir, None)
         if error.errno not in (errno.EACCES, errno.EAGAIN):
             raise
         raise DirectoryInUse(f"{job_dir} belongs to a run still going ({describe_owner(job_dir)}); wait for it "

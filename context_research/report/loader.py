@@ -134,14 +134,15 @@ def resolve_project_interpolations(config: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def read_choices(job_dir: Path) -> dict[str, str]:
-    """Config-group choices (model=..., serving=...) from `.hydra/hydra.yaml`, Hydra's own groups left out."""
+def read_choices(job_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """Config-group choices (model=..., serving=...) from the manifest, else (older records) from
+    `.hydra/hydra.yaml`; Hydra's own groups left out."""
+    choices = manifest.get("choices")
     path = job_dir / HYDRA_DIR / "hydra.yaml"
-    if not path.is_file():
-        return {}
-    hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-    choices = hydra.get("runtime", {}).get("choices", {}) or {}
-    return {group: value for group, value in choices.items() if not group.startswith("hydra")}
+    if not isinstance(choices, dict) and path.is_file():
+        hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+        choices = hydra.get("runtime", {}).get("choices", {})
+    return {group: value for group, value in (choices or {}).items() if not group.startswith("hydra")}
 
 
 def config_value(config: dict[str, Any], dotted: str) -> Any:
@@ -228,8 +229,7 @@ def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
     row["gpu"] = gpu_name(manifest)
     row["overrides"] = " ".join(manifest.get("overrides") or [])
     row.update({k: v for k, v in config.items() if k != "name" and not isinstance(v, (dict, list))})
-    choices = manifest.get("choices") if isinstance(manifest.get("choices"), dict) else read_choices(job_dir)
-    row.update({f"choice.{group}": value for group, value in choices.items() if not group.startswith("hydra")})
+    row.update({f"choice.{group}": value for group, value in read_choices(job_dir, manifest).items()})
     git = manifest.get("git") or {}
     row.update(started=manifest.get("started"), ended=manifest.get("ended"), config_hash=manifest.get("config_hash"),
                workload_hash=manifest.get("workload_hash"), engine_key=manifest.get("engine_key"),
