@@ -24,7 +24,7 @@ import yaml
 from context_research.config import ConfigError, validate
 from context_research.records.run_record import completed_record_problem, read_manifest, record_dirs
 from context_research.report.loader import csv_ready, load_jobs, load_requests
-from tests.conftest import REPO, compose_config, manifests
+from tests.conftest import REPO, compose_config, hf_engine, manifests, typed
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 QUICK = ["output_len=4", "num_prompts=1"]
@@ -194,6 +194,23 @@ def test_a_stopped_joblib_sweep_starts_no_further_job(tmp_path, model_cache):
     assert process.returncode == 143, err[-3000:]
     records = manifests(sweep)
     assert [m["status"] for m in records] == ["interrupted", "interrupted"], records  # none began after the stop
+
+
+def test_an_engine_that_fails_to_stop_is_logged_and_the_others_still_stop(model_cache, caplog):
+    from context_research.serving import engine_cache
+    from context_research.serving.backends.hf import HFBackend
+
+    class StuckOnStop(HFBackend):
+        def stop(self) -> None:
+            super().stop()
+            raise RuntimeError("the engine would not stop")
+
+    stuck = StuckOnStop(typed(["serving.device=cpu"], "serving"), typed([], "model"), str(model_cache))
+    healthy = hf_engine(model_cache)
+    engine_cache.acquire({"stuck": lambda: stuck, "healthy": lambda: healthy})
+    engine_cache.release_all()  # what a stopped or failed job runs: it must not raise in place of the stop
+    assert engine_cache.cached_keys() == [] and healthy.model is None
+    assert "engine stuck did not stop cleanly" in caplog.text and "the engine would not stop" in caplog.text
 
 
 def live_children(pid: int) -> list[int]:
