@@ -267,13 +267,14 @@ def _record_failure(record: RunRecord, error: Exception, hydra_cfg: DictConfig) 
     ones; raise JobFailed for a single run. A record that cannot be written stops the launch."""
     message = f"{type(error).__name__}: {error}"
     log.error("job failed: %s\n%s", message, traceback.format_exc())
-    try:
-        record.set_aside_partial()
-        record.finish("failed", error=message)
-    except OSError as unwritable:
-        raise LaunchAborted(f"job {record.job_dir.name} failed ({message}) and its record could not be written: "
-                            f"{os_failure(unwritable)}", FAILED) from None
-    finally:
-        engine_cache.release_all()
+    with stop_deferred():  # a stop meanwhile waits until the failure is recorded and the engines freed
+        try:
+            record.set_aside_partial()
+            record.finish("failed", error=message)
+        except OSError as unwritable:
+            raise LaunchAborted(f"job {record.job_dir.name} failed ({message}) and its record could not be "
+                                f"written: {os_failure(unwritable)}", FAILED) from None
+        finally:
+            engine_cache.release_all()
     if hydra_cfg.mode == RunMode.RUN:
         raise JobFailed(f"{message} (record: {record.job_dir})") from error
