@@ -2,8 +2,9 @@
 
 Thin by design: Hydra composes the config from conf/, `context_research.app.run_job` does the
 work. Composing (`--cfg job`, `--help`) imports neither torch nor vLLM. Bad input is reported as
-one line per problem (`error: key=value: what is allowed`) with exit code 2. SIGINT and SIGTERM
-record the job in progress as interrupted and stop the sweep (exit code 130 or 143).
+one line per problem (`error: key=value: what is allowed`) with exit code 2, as is a job directory
+that another live run owns. SIGINT and SIGTERM record the job in progress as interrupted and stop
+the sweep (exit code 130 or 143); a record that cannot be written stops it with exit code 1.
 """
 
 import os

@@ -7,7 +7,9 @@ typed config by the class its `_target_` names, and called only through its cont
 Engines come from the engine cache, so the jobs of one multirun process share them. A failing job
 is recorded as failed and, in a sweep, the next job runs with a fresh engine. SIGINT/SIGTERM record
 the job in progress as interrupted and stop the sweep; `resume=true` skips the jobs already
-completed under the same config (records/resume.py).
+completed under the same config (records/resume.py). A job owns its directory while it runs
+(records/owner.py): a second launch into it is refused, and one whose record cannot be written
+(disk full) stops the launch; both end it with one line (cli/errors.py).
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from context_research.cli.errors import JobFailed
+from context_research.cli.errors import FAILED, USER_ERROR, JobFailed, LaunchAborted, os_failure
 from context_research.cli.gpu_placement import place_job
-from context_research.cli.interruption import describe_stop, stop_deferred, stop_signals_raise
+from context_research.cli.interruption import describe_stop, raise_if_stopped, stop_deferred, stop_signals_raise
 from context_research.config import validate
 from context_research.metrics import engine_steps
 from context_research.metrics.schema import LatencySection, RooflineSection, RunSection, Summary
 from context_research.profiling.base import MetricCollector
-from context_research.records import resume
+from context_research.records import owner, resume
 from context_research.records.environment import recorded_environment
 from context_research.records.run_record import REQUESTS_PARTIAL, RunRecord
 from context_research.serving import engine_cache
@@ -134,7 +136,10 @@ def measure(cfg: DictConfig, typed: dict[str, Any], record: RunRecord) -> Summar
         requests = request_table(collectors, scheduler)
         if len(requests):
             with stop_deferred():
-                record.write_requests(requests, REQUESTS_PARTIAL)
+                try:
+                    record.write_requests(requests, REQUESTS_PARTIAL)
+                except OSError as error:  # the disk, say: never in place of why the run ended
+                    log.error("the requests finished so far were not kept: %s", os_failure(error))
         raise
     finally:
         for collector in collectors.values():
@@ -171,47 +176,105 @@ def measure(cfg: DictConfig, typed: dict[str, Any], record: RunRecord) -> Summar
     return summary
 
 
+def import_torch_whole() -> None:
+    """Import torch with stop signals held back. A stop that lands inside the first `import torch`
+    leaves its C extension half initialised, and the next import of torch (an engine's cleanup) or
+    the interpreter's exit then crashes the process (SIGSEGV) instead of stopping it; held back, the
+    stop is raised once the import is done, like any other."""
+    with stop_deferred():
+        import torch  # noqa: F401
+
+
 @stop_signals_raise()
 def run_job(cfg: DictConfig) -> None:
     """One Hydra job; a failure is recorded (and raised outside sweeps).
 
-    With resume=true a job whose directory holds a completed record of the same config is
+    The job owns its directory while it runs (a live owner's directory is refused). With
+    resume=true a job whose directory holds a whole completed record of the same config is
     skipped; otherwise an earlier attempt there is kept under attempts/. A stop signal records
-    the job as interrupted, frees its engine and propagates, so the sweep stops.
+    the job as interrupted, frees its engine and propagates, so the sweep stops; a process that
+    was stopped starts no further job.
     """
+    raise_if_stopped()
     typed = validate(cfg)  # ConfigError before anything is built or recorded
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    earlier = resume.earlier_manifest(job_dir)
-    if cfg.resume and resume.is_done(earlier, cfg):
-        print(f"[{cfg.name}] skipped (resume): {job_dir.name} completed by {earlier['run_id']}", flush=True)
-        return
-    if earlier:
-        with stop_deferred():
-            resume.archive_attempt(job_dir, earlier)
-    record = RunRecord.create(job_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT)
     try:
+        ownership = owner.claim(job_dir)
+    except owner.DirectoryInUse as error:
+        raise LaunchAborted(str(error), USER_ERROR) from None
+    except OSError as error:
+        raise LaunchAborted(f"cannot open the run record: {os_failure(error)}", USER_ERROR) from None
+    with ownership:
+        _run_owned_job(cfg, typed, hydra_cfg, job_dir)
+
+
+def _run_owned_job(cfg: DictConfig, typed: dict[str, Any], hydra_cfg: DictConfig, job_dir: Path) -> None:
+    """run_job, once the job owns `job_dir`."""
+    try:
+        earlier = resume.earlier_attempt(job_dir)
+        if earlier is not None:
+            why = resume.not_done_because(job_dir, earlier, cfg)
+            if cfg.resume and why is None:
+                print(f"[{cfg.name}] skipped (resume): {job_dir.name} completed by {earlier.run_id}", flush=True)
+                return
+            if cfg.resume:
+                log.warning("job %s runs again: %s", job_dir.name, why)
+            with stop_deferred():
+                resume.archive_attempt(job_dir, earlier)
+        record = RunRecord.create(job_dir, cfg, list(hydra_cfg.overrides.task), REPO_ROOT,
+                                  OmegaConf.to_container(hydra_cfg.runtime.choices))
+    except OSError as error:
+        raise LaunchAborted(f"cannot write the run record: {os_failure(error)}", FAILED) from None
+    try:
+        import_torch_whole()
         gpu = place_job(hydra_cfg.launcher._target_, dataclasses.asdict(typed["serving"]))
         if gpu is not None:
             record.update(placed_gpu=gpu, environment=recorded_environment())
         summary = measure(cfg, typed, record)
+        record.finish("completed")  # disk full here: recorded as a failure like any other
     except (KeyboardInterrupt, SystemExit) as stop:
-        with stop_deferred():  # a second signal waits until the record is written and the engine freed
-            record.set_aside_partial()
-            record.finish("interrupted", error=describe_stop(stop))
-            where = "sweep" if hydra_cfg.mode == RunMode.MULTIRUN else "run"
-            log.error("job %s: %s; to finish, rerun the same command with resume=true hydra.%s.dir=%s",
-                      job_dir.name, record.manifest["error"], where, hydra_cfg[where].dir)
-            engine_cache.release_all()
+        _record_stop(record, stop, hydra_cfg)
         raise
     except Exception as error:
-        message = f"{type(error).__name__}: {error}"
-        log.error("job failed: %s\n%s", message, traceback.format_exc())
-        record.set_aside_partial()
-        record.finish("failed", error=message)
-        engine_cache.release_all()  # the next job gets a fresh engine
-        if hydra_cfg.mode == RunMode.RUN:
-            raise JobFailed(f"{message} (record: {record.job_dir})") from error
+        _record_failure(record, error, hydra_cfg)
         return
-    record.finish("completed")
     print_summary(cfg.name, summary)
+
+
+def _quietly(step: str, action: Callable[[], Any]) -> None:
+    """Run a cleanup step of a stopped job; an error in it is logged and never replaces the stop."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - logged; the stop goes on
+        log.exception("while stopping: %s failed", step)
+
+
+def _record_stop(record: RunRecord, stop: BaseException, hydra_cfg: DictConfig) -> None:
+    """Record a stopped job as interrupted and free its engines."""
+    with stop_deferred():  # a second signal waits until the record is written and the engine freed
+        _quietly("setting its figures aside", record.set_aside_partial)
+        _quietly("recording it as interrupted", lambda: record.finish("interrupted", error=describe_stop(stop)))
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        log.error("job %s: %s; to finish, rerun the same command with resume=true hydra.%s.dir=%s",
+                  record.job_dir.name, describe_stop(stop), "sweep" if multirun else "run",
+                  hydra_cfg.sweep.dir if multirun else record.job_dir)
+        _quietly("stopping its engines", engine_cache.release_all)
+
+
+def _record_failure(record: RunRecord, error: Exception, hydra_cfg: DictConfig) -> None:
+    """Record a failed job (its figures set aside) and free its engines, so the next job gets fresh
+    ones; raise JobFailed for a single run. A record that cannot be written stops the launch."""
+    message = f"{type(error).__name__}: {error}"
+    log.error("job failed: %s\n%s", message, traceback.format_exc())
+    with stop_deferred():  # a stop meanwhile waits until the failure is recorded and the engines freed
+        try:
+            record.set_aside_partial()
+            record.finish("failed", error=message)
+        except OSError as unwritable:
+            raise LaunchAborted(f"job {record.job_dir.name} failed ({message}) and its record could not be "
+                                f"written: {os_failure(unwritable)}", FAILED) from None
+        finally:
+            engine_cache.release_all()
+    if hydra_cfg.mode == RunMode.RUN:
+        raise JobFailed(f"{message} (record: {record.job_dir})") from error

@@ -27,8 +27,8 @@ QUICK = "prompt_len: {prompt_len}\noutput_len: 4\nnum_prompts: 1\n"
 POINTS = {
     "p0": QUICK.format(prompt_len=16),
     "p1": QUICK.format(prompt_len=17),
-    # fails at engine start on any host: no CUDA on a CPU host, no 100th GPU on a GPU host
-    "p2": QUICK.format(prompt_len=18) + "serving:\n  device: cuda:99\n",
+    # passes validation and fails at engine start on any host: transformers knows no such activation
+    "p2": QUICK.format(prompt_len=18) + "model:\n  architecture:\n    hidden_act: no_such_activation\n",
     "p3": QUICK.format(prompt_len=19),
     "p4": QUICK.format(prompt_len=20),
     # last, because an interruption stops the sweep: long enough to be interrupted mid-way

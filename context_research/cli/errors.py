@@ -1,5 +1,6 @@
 """Bad input as one line per problem on stderr and exit code 2; a failed single run exits 1; an
-interrupted one 128 + the signal number, as shells report it."""
+interrupted one 128 + the signal number, as shells report it. A launch that must not go on (its job
+directory belongs to a live run: 2; its record cannot be written: 1) ends with one line too."""
 
 from __future__ import annotations
 
@@ -13,10 +14,28 @@ from omegaconf.errors import OmegaConfBaseException
 from context_research.config.errors import ConfigError
 
 USER_ERROR = 2
+FAILED = 1
 
 
 class JobFailed(RuntimeError):
     """A single run failed; its record says why (raised only outside sweeps)."""
+
+
+class LaunchAborted(BaseException):
+    """The launch stops here, sweep and all, with one line and `exit_code`. A BaseException because
+    Hydra records any Exception of a sweep's job as that job's failure and goes on with the next."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message, exit_code)  # both in args, so it pickles back from a joblib worker
+        self.message, self.exit_code = message, exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def os_failure(error: OSError) -> str:
+    """An OS error as the path and the reason (`/runs/x/manifest.json: No space left on device`)."""
+    return f"{error.filename}: {error.strerror}" if error.filename else str(error)
 
 
 def one_line(error: BaseException) -> str:
@@ -57,4 +76,7 @@ def exit_on_user_error(on_stop: Callable[[], None] = lambda: None) -> Iterator[N
         sys.exit(getattr(stop, "exit_code", 130))
     except JobFailed as error:
         print(f"error: job failed: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(FAILED)
+    except LaunchAborted as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

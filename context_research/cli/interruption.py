@@ -5,7 +5,8 @@ SIGTERM's default action kills the process on the spot, leaving a manifest that 
 forever; Python only turns SIGINT into an exception. `stop_signals_raise` makes both raise.
 `stop_deferred` holds a second signal back while a stopped job writes its record and frees its
 engine (Ctrl-C pressed twice, or a signal that reaches a worker both from the terminal and from
-the process that launched it).
+the process that launched it). A process that received a stop signal starts no further job
+(`raise_if_stopped`): a joblib worker is handed the sweep's next job right after its own stopped.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MIN_GRACE_S = 0.5
 
 
 class Interrupted(KeyboardInterrupt):
@@ -38,14 +41,17 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _StopState:
-    """Whether signals are being held back, and the first one that arrived meanwhile."""
+    """Whether signals are being held back, the first one that arrived meanwhile, and the first this
+    process received at all."""
 
     deferring = 0
     pending: str | None = None
+    received: str | None = None
 
 
 def _raise_interrupted(signum: int, frame) -> None:
     name = signal.Signals(signum).name
+    _StopState.received = _StopState.received or name
     if _StopState.deferring:
         _StopState.pending = _StopState.pending or name
         return
@@ -68,24 +74,50 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def pass_stop_signals_to_workers(grace_s: float = 3.0) -> None:
+def raise_if_stopped() -> None:
+    """Raise `Interrupted` when this process has already received a stop signal."""
+    if _StopState.received:
+        raise Interrupted(_StopState.received)
+
+
+def pass_stop_signals_to_workers(sweep_dir: str | Path, timeout_s: float = 60.0) -> None:
     """For the process that waits on joblib's workers: a stop signal is passed on to every worker,
-    whose job then records itself interrupted, and raises here only `grace_s` later, because joblib
-    kills its workers outright (SIGKILL) the moment the waiting process stops."""
+    whose job then records itself interrupted, and raises here only once those jobs' records no
+    longer say `running` (at most `timeout_s` later), because joblib kills its workers outright
+    (SIGKILL) the moment the waiting process stops. A job may take a while: one importing torch
+    finishes the import first (app.import_torch_whole)."""
     if threading.current_thread() is not threading.main_thread():
         return
 
     def pass_on(signum: int, frame) -> None:
-        for worker in multiprocessing.active_children():
+        workers = {worker.pid for worker in multiprocessing.active_children()}
+        for pid in workers:
             try:
-                os.kill(worker.pid, signum)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-        time.sleep(grace_s)
+        time.sleep(MIN_GRACE_S)  # a worker's handler runs when it next runs Python code
+        deadline = time.monotonic() + timeout_s
+        while _jobs_running(Path(sweep_dir), workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
         raise Interrupted(signal.Signals(signum).name)
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, pass_on)
+
+
+def _jobs_running(sweep_dir: Path, workers: set[int]) -> bool:
+    """Whether a job of the sweep run by one of `workers` still says `running` in its record."""
+    from context_research.records.run_record import DamagedRecord, read_manifest, record_dirs
+
+    for job_dir in record_dirs(sweep_dir) if sweep_dir.is_dir() else []:
+        try:
+            manifest = read_manifest(job_dir) or {}
+        except DamagedRecord:
+            continue
+        if manifest.get("status") == "running" and (manifest.get("owner") or {}).get("pid") in workers:
+            return True
+    return False
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The sweep callback (Hydra): a single run is validated before it starts, every sweep point before the
-first job of a sweep starts, and a multirun ends with a table of its jobs and a non-zero exit if any failed.
+first job of a sweep starts (with the directory the records go to), and a multirun ends with a table
+of its jobs and a non-zero exit if any failed.
 
 The multirun hooks run in the launching process; the jobs may run elsewhere (joblib workers,
 submitit processes, cluster nodes), so the end of a multirun reads their records from the sweep
@@ -8,7 +9,6 @@ directory.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 
 from context_research.cli.errors import exit_with_errors, one_line
 from context_research.config.errors import ConfigError
-from context_research.config.validation import validate
-from context_research.records.run_record import record_dirs
+from context_research.config.validation import check_record_dir, validate
+from context_research.records.run_record import DamagedRecord, read_manifest, record_dirs
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def prepare_joblib(config: DictConfig, sweep_jobs: int | None) -> None:
     problem = joblib_capacity_problem(launcher.n_jobs, sweep_jobs, OmegaConf.to_container(config.serving))
     if problem:
         exit_with_errors([str(ConfigError("hydra.launcher.n_jobs", launcher.n_jobs, problem))])
-    pass_stop_signals_to_workers()
+    pass_stop_signals_to_workers(config.hydra.sweep.dir)
 
 
 class _LaunchedSweep:
@@ -81,6 +81,7 @@ class SweepCallback(Callback):
         # Hydra turns a callback's exceptions into warnings: a bad run exits here instead
         try:
             validate(config)
+            check_record_dir("hydra.run.dir", config.hydra.run.dir)
         except ConfigError as error:
             exit_with_errors([str(error)])
 
@@ -97,6 +98,10 @@ class SweepCallback(Callback):
             problems = validate_all((label, composer(job)) for label, job in jobs)
             if problems:
                 exit_with_errors(problems)
+        try:
+            check_record_dir("hydra.sweep.dir", config.hydra.sweep.dir)
+        except ConfigError as error:
+            exit_with_errors([str(error)])
         prepare_joblib(config, len(jobs) if jobs else None)
         if config.get("resume") and not record_dirs(config.hydra.sweep.dir):
             print(f"resume=true: {config.hydra.sweep.dir} holds no earlier jobs, so every job runs "
@@ -115,7 +120,10 @@ def report_sweep(sweep_dir: str | Path) -> bool:
     failed = []
     rows = []
     for job_dir in record_dirs(sweep_dir):
-        manifest = json.loads((job_dir / "manifest.json").read_text())
+        try:
+            manifest = read_manifest(job_dir)
+        except DamagedRecord as error:
+            manifest = {"status": "unreadable", "error": str(error)}
         job = job_dir.relative_to(sweep_dir).as_posix()
         rows.append(f"  {manifest['status']:<12} {job}")
         if manifest["status"] != "completed":

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from context_research.config.bounds import MAX_COUNT, require_count, require_finite, require_seed
 from context_research.config.errors import require, require_choice
 
 
@@ -21,8 +22,8 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         require(self.prompt_len >= 1, "prompt_len", self.prompt_len, "an integer >= 1")
         require(self.output_len >= 1, "output_len", self.output_len, "an integer >= 1")
-        require(self.num_prompts >= 1, "num_prompts", self.num_prompts, "an integer >= 1")
-        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        require_count("num_prompts", self.num_prompts)
+        require_seed("seed", self.seed)
 
 
 @dataclass
@@ -41,8 +42,11 @@ class LatencyBenchmarkConfig:
     kv_cache_dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        require(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
-        require(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
+        require_count("warmup", self.warmup, minimum=0)
+        require_count("repeats", self.repeats)
+        requests = self.workload.num_prompts * self.repeats
+        require(requests <= MAX_COUNT, "repeats", self.repeats,
+                f"num_prompts x repeats ({requests:,}) must be <= {MAX_COUNT:,} (the requests of one run)")
 
 
 LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "normal")
@@ -74,7 +78,7 @@ class LengthConfig:
         require(self.high is not None and self.high >= self.low, "high", self.high,
                 f"an integer >= low ({self.low})")
         if self.distribution == "normal":
-            require(self.std > 0, "std", self.std, "a number > 0 for a normal length")
+            require_finite("std", self.std, self.std > 0, "a number > 0 for a normal length")
 
     @property
     def shortest(self) -> int:
@@ -108,12 +112,10 @@ class LoadWorkloadConfig:
 
     def __post_init__(self) -> None:
         require_choice("source", self.source, WORKLOAD_SOURCES)
-        require(self.num_requests >= 1, "num_requests", self.num_requests, "an integer >= 1")
-        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        require(self.fixed_output_len is None or self.fixed_output_len >= 1, "fixed_output_len",
-                self.fixed_output_len, "an integer >= 1, or null (the file's output lengths)")
-        require(self.max_turns is None or self.max_turns >= 1, "max_turns", self.max_turns,
-                "an integer >= 1, or null (every turn that fits)")
+        require_count("num_requests", self.num_requests)
+        require_seed("seed", self.seed)
+        require_count("fixed_output_len", self.fixed_output_len, null="the file's output lengths")
+        require_count("max_turns", self.max_turns, null="every turn that fits")
         if self.source == "synthetic":
             require(self.path is None, "path", self.path, "null for source=synthetic (it reads no file)")
             shortest = self.prompt_len.shortest
@@ -138,12 +140,12 @@ class ThinkTimeConfig:
 
     def __post_init__(self) -> None:
         require_choice("distribution", self.distribution, THINK_TIME_DISTRIBUTIONS)
-        require(self.mean_s >= 0, "mean_s", self.mean_s, "seconds >= 0")
+        require_finite("mean_s", self.mean_s, self.mean_s >= 0, "seconds >= 0")
         if self.distribution == "uniform":
-            require(self.low_s is not None and self.low_s >= 0, "low_s", self.low_s,
-                    "seconds >= 0 (a uniform think time needs low_s and high_s)")
-            require(self.high_s is not None and self.high_s >= self.low_s, "high_s", self.high_s,
-                    f"seconds >= low_s ({self.low_s})")
+            require_finite("low_s", self.low_s, self.low_s is not None and self.low_s >= 0,
+                           "seconds >= 0 (a uniform think time needs low_s and high_s)")
+            require_finite("high_s", self.high_s, self.high_s is not None and self.high_s >= self.low_s,
+                           f"seconds >= low_s ({self.low_s})")
 
 
 @dataclass
@@ -169,15 +171,16 @@ class ArrivalConfig:
 
     def __post_init__(self) -> None:
         require_choice("process", self.process, ARRIVAL_PROCESSES)
-        require(self.time_scale > 0, "time_scale", self.time_scale, "a factor > 0 on the trace's gaps "
-                "(0.5 = twice as fast)")
-        require(self.concurrency >= 1, "concurrency", self.concurrency, "an integer >= 1")
-        require(self.rate > 0, "rate", self.rate, "requests per second > 0")
-        require(self.burstiness > 0, "burstiness", self.burstiness, "a gamma shape > 0 (1 = Poisson)")
-        require(self.duration_s is None or self.duration_s > 0, "duration_s", self.duration_s,
-                "seconds > 0, or null (bounded by the request count only)")
-        require(self.warmup_requests >= 0, "warmup_requests", self.warmup_requests, "an integer >= 0")
-        require(self.cooldown_requests >= 0, "cooldown_requests", self.cooldown_requests, "an integer >= 0")
+        require_finite("time_scale", self.time_scale, self.time_scale > 0,
+                       "a factor > 0 on the trace's gaps (0.5 = twice as fast)")
+        require_count("concurrency", self.concurrency)
+        require_finite("rate", self.rate, self.rate > 0, "requests per second > 0")
+        require_finite("burstiness", self.burstiness, self.burstiness > 0, "a gamma shape > 0 (1 = Poisson)")
+        if self.duration_s is not None:
+            require_finite("duration_s", self.duration_s, self.duration_s > 0,
+                           "seconds > 0, or null (bounded by the request count only)")
+        require_count("warmup_requests", self.warmup_requests, minimum=0)
+        require_count("cooldown_requests", self.cooldown_requests, minimum=0)
 
 
 @dataclass
@@ -193,7 +196,8 @@ class SLOConfig:
     def __post_init__(self) -> None:
         for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
             value = getattr(self, key)
-            require(value is None or value > 0, key, value, "milliseconds > 0, or null")
+            if value is not None:  # an infinite objective is no objective: null says so
+                require_finite(key, value, value > 0, "milliseconds > 0, or null")
 
 
 @dataclass

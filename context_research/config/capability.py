@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional
 
 from context_research.benchmarks.capability import longbench_spec, ruler_spec
+from context_research.config.bounds import require_count, require_seed
 from context_research.config.errors import require
 
 # one task per LongBench category and per official metric (qa_f1, rouge, classification, count,
@@ -20,9 +21,9 @@ DEFAULT_LONGBENCH_TASKS = ["qasper", "hotpotqa", "gov_report", "trec", "passage_
 
 
 def _check_common(num_samples: int, seed: int, context_len: Optional[int], max_model_len: Optional[int]) -> None:
-    require(num_samples >= 1, "num_samples", num_samples, "an integer >= 1")
+    require_count("num_samples", num_samples)
     require(max_model_len is None or max_model_len >= 1, "max_model_len", max_model_len, "null or an integer >= 1")
-    require(seed >= 0, "seed", seed, "an integer >= 0")
+    require_seed("seed", seed)
     require(context_len is None or context_len >= 1, "context_len", context_len, "an integer >= 1")
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import MISSING
 
+from context_research.config.bounds import require_count, require_seed
 from context_research.config.errors import require
+from context_research.config.resolvers import MAX_DIRNAME_CHARS
+
+# a job name is one folder name: letters, digits, `_`, `-` and `.` (not first, so never `..` or hidden)
+JOB_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9_.-]{{0,{MAX_DIRNAME_CHARS - 1}}}")
 
 
 @dataclass
@@ -43,9 +49,11 @@ class JobConfig:
     paths: Any = MISSING
 
     def __post_init__(self) -> None:
+        require(bool(JOB_NAME.fullmatch(self.name or "")), "name", self.name,
+                f"one folder name of 1 to {MAX_DIRNAME_CHARS} letters, digits, '_', '-' or '.' (not first)")
         require(self.prompt_len >= 1, "prompt_len", self.prompt_len, "an integer >= 1")
         require(self.output_len >= 1, "output_len", self.output_len, "an integer >= 1")
-        require(self.concurrency >= 1, "concurrency", self.concurrency, "an integer >= 1")
-        require(self.num_prompts >= 1, "num_prompts", self.num_prompts, "an integer >= 1")
-        require(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
-        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        require_count("concurrency", self.concurrency)
+        require_count("num_prompts", self.num_prompts)
+        require_count("repeats", self.repeats)
+        require_seed("seed", self.seed)

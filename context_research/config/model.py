@@ -70,6 +70,8 @@ class ModelConfig:
                 "null or one of " + ", ".join(QUANTIZATIONS))
         require(self.path is None or os.path.isdir(self.path), "path", self.path,
                 "an existing local directory, or null")
+        require(self.path is None or os.path.isfile(os.path.join(self.path, "config.json")), "path", self.path,
+                "a checkpoint directory holding config.json (as transformers saves one), or null")
         require(self.tokenizer in (None, BUILT_TOKENIZER) or os.path.isdir(self.tokenizer), "tokenizer",
                 self.tokenizer, f"an existing local directory, {BUILT_TOKENIZER} (the project-built tokenizer), "
                 "or null")

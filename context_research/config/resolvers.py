@@ -4,12 +4,15 @@ imported:
 - arithmetic for presets whose values scale with a sweep axis, for example
   `num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
   at least 16);
-- `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`)."""
+- `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`);
+- `cr.run_tag`, what makes a single run's default directory unique (see `run_tag`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import secrets
 
 from omegaconf import OmegaConf
 
@@ -27,11 +30,20 @@ def job_dirname(job_num: int, override_dirname: str) -> str:
     return f"{name[:MAX_DIRNAME_CHARS - len(digest) - 1]}~{digest}"
 
 
+@functools.cache
+def run_tag() -> str:
+    """Six random hex digits, drawn once per process: two runs started in the same second get
+    directories of their own (`hydra.run.dir` ends `<time stamp>_<tag>`), and every reading of
+    the run directory in one process gives the same one."""
+    return secrets.token_hex(3)
+
+
 RESOLVERS = {
     "cr.mul": lambda *factors: math.prod(factors),
     "cr.max": lambda *values: max(values),
     "cr.floordiv": lambda value, divisor: value // divisor,
     "cr.job_dirname": job_dirname,
+    "cr.run_tag": run_tag,
 }
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
+from context_research.config.bounds import require_finite
 from context_research.config.errors import require, require_choice
 
 SCHEDULERS = ("aggregated", "disaggregated")
@@ -92,7 +93,7 @@ class DisaggregatedSchedulerConfig:
         if self.transfer == "process":
             require(self.decode_device in ("auto", "cpu"), "decode_device", self.decode_device,
                     "cpu or auto for transfer=process (the decode worker process runs on the CPU)")
-        require(self.link_bandwidth_gb_s > 0, "link_bandwidth_gb_s", self.link_bandwidth_gb_s, "GB/s > 0")
+        require_finite("link_bandwidth_gb_s", self.link_bandwidth_gb_s, self.link_bandwidth_gb_s > 0, "GB/s > 0")
         require(0 < self.shared_device_memory_utilization <= 0.5, "shared_device_memory_utilization",
                 self.shared_device_memory_utilization, "a fraction in (0, 0.5] (two engines share the GPU)")
         require_choice("connector", self.connector, CONNECTORS)
@@ -102,5 +103,5 @@ class DisaggregatedSchedulerConfig:
         else:
             require(self.connector not in NIXL_CONNECTORS, "transfer", self.transfer,
                     f"nixl for connector={self.connector}")
-        require(self.kv_storage_min_free_gb >= 0, "kv_storage_min_free_gb", self.kv_storage_min_free_gb,
-                "GiB >= 0")
+        require_finite("kv_storage_min_free_gb", self.kv_storage_min_free_gb, self.kv_storage_min_free_gb >= 0,
+                       "GiB >= 0")

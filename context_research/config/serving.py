@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional
 
+from context_research.config.bounds import require_count, require_seed
 from context_research.config.errors import require, require_choice
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -31,7 +32,8 @@ class HFServingConfig:
         require(bool(DEVICE_PATTERN.match(self.device)), "device", self.device, "auto, cpu, cuda or cuda:N")
         require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
         require_choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
-        require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "an integer >= 1")
+        require_count("max_batch_size", self.max_batch_size)
+        require_seed("seed", self.seed)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class VLLMServingConfig:
             value = getattr(self, key)
             require(value is None or value >= 1, key, value, "null or an integer >= 1")
         require(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "an integer >= 1")
+        require_seed("seed", self.seed)
 
 
 # servers over HTTP ----------------------------------------------------------------------------

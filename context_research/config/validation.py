@@ -1,11 +1,14 @@
-"""Validation in one place: types (the schemas), ranges (each schema's __post_init__) and the
-cross-field rules below. Every failure is one `ConfigError` line naming the key and what is
-allowed, raised before any engine is built."""
+"""Validation in one place: types and known keys (the schemas), ranges (each schema's __post_init__,
+with the bounds of config/bounds.py), the cross-field rules below, and the directories a launch
+writes its records in. Every failure is one `ConfigError` line naming the key and what is allowed,
+raised before any engine is built."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,10 +24,24 @@ GROUPS = ("model", "hardware", "serving", "scheduler", "benchmark", "collectors"
 ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
 
 
+def _check_known_keys(node: DictConfig, prefix: str) -> None:
+    """Refuse a key the node's schema does not define: Hydra's `+key=value` adds keys even to typed
+    nodes (`+serving.bogus=1`), and the job would then run as if it were not there. (At the root,
+    the callbacks' config also holds Hydra's own `hydra` node.)"""
+    fields = [field.name for field in dataclasses.fields(OmegaConf.get_type(node))]
+    for key in node.keys():
+        if key not in fields and not (prefix == "" and key == "hydra"):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(where, node._get_node(key)._value(), f"no such key in {prefix or 'the job config'}; "
+                              f"its keys: {', '.join(f for f in fields if not f.startswith('_'))}")
+
+
 def _typed(node: DictConfig, prefix: str) -> Any:
     """Convert a node to its schema objects (running their range checks), prefixing errors.
     Nested schemas are checked first, so an error names its full key."""
     if isinstance(node, DictConfig):
+        if dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            _check_known_keys(node, prefix)
         for key in node.keys():
             child = node._get_node(key)
             if isinstance(child, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
@@ -70,6 +87,23 @@ def _check_lengths(cfg: DictConfig, typed: dict[str, Any]) -> None:
 def _longest(length: Any) -> int:
     """A length as an integer, or the longest a length distribution can give."""
     return length if isinstance(length, int) else length.longest
+
+
+def _check_devices(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """An engine or pool placed on `cuda` or `cuda:N` needs that GPU here, judged from NVML and
+    CUDA_VISIBLE_DEVICES (devices.py) without importing torch."""
+    placed = [("serving.device", getattr(typed["serving"], "device", None))]
+    placed += [(f"scheduler.{key}", getattr(typed["scheduler"], key, None))
+               for key in ("prefill_device", "decode_device")]
+    wanted = [(key, device) for key, device in placed if device and devices.CUDA_DEVICE.match(device)]
+    if not wanted:
+        return
+    visible = devices.visible_gpu_count()
+    listed = os.environ.get(devices.VARIABLE)
+    shown = f", {devices.VARIABLE}={listed!r}" if listed is not None else ""
+    for key, device in wanted:
+        require(devices.cuda_index(device) < visible, key, device,
+                f"a GPU this process can see ({visible} visible{shown}); cpu or auto where there is none")
 
 
 def _check_engine_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
@@ -250,12 +284,14 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_memory_budget,
     _check_fit,
     _check_nixl_installed,
-    _check_engine_installed,  # last: a config is judged whole before the host is
+    _check_devices,  # the host's rules last: a config is judged whole before the host is
+    _check_engine_installed,
 ]
 
 
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check a composed job config; return the typed schema object of each group (hardware resolved)."""
+    _check_known_keys(cfg, "")
     root = {key: cfg[key] for key in ROOT_KEYS if key in cfg}
     JobConfig(**root)
     typed = {group: _typed(cfg[group], group) for group in GROUPS}
@@ -263,3 +299,19 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     for rule in CROSS_FIELD_RULES:
         rule(cfg, typed)
     return typed
+
+
+def check_record_dir(key: str, path: str | Path) -> None:
+    """Refuse a run or sweep directory that cannot be created or written, before anything is run:
+    one line naming the path and the reason (a file in the way, a read-only file system, no
+    permission)."""
+    target = Path(path).absolute()
+    existing = next(folder for folder in (target, *target.parents) if folder.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        problem = f"{existing} is " + ("on a read-only file system" if read_only else "not writable by this user")
+    else:
+        return
+    raise ConfigError(key, str(path), f"cannot hold run records: {problem}")

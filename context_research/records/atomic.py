@@ -1,11 +1,15 @@
-"""Atomic writers: write to a temporary file in the same directory, then rename over the target."""
+"""Atomic writers: write to a temporary file in the same directory, then rename over the target.
+
+The temporary file is created with mode 0o666 less the umask, like any file the process opens, so
+records on shared storage are as readable to colleagues as the umask allows (`tempfile.mkstemp`
+would make every record file 0600)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +29,19 @@ def _json_safe(value: Any) -> Any:
 
 def _replace_atomically(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.filename is None:  # a failed write names no file: name it
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
 
 

@@ -2,8 +2,16 @@
 
 A job is any directory holding `manifest.json` (or Hydra's `.hydra/config.yaml` without a manifest:
 a job that died before its record was opened; it shows as `unrecorded`). Failed and interrupted jobs
-stay in the table with their status and error. Only JSON, YAML (safe loader) and Parquet are read:
-nothing is unpickled and no `_target_` in a record is ever instantiated.
+stay in the table with their status and error; a job whose files cannot be read or disagree (a
+truncated manifest, a completed one without its summary, ...) is a row with status `unreadable` and
+the reason. Requests are read for completed jobs only.
+
+A job folder is data from elsewhere, so nothing in it is evaluated: only JSON, YAML (safe loader) and
+Parquet are read, nothing is unpickled, no `_target_` is instantiated, and no interpolation is
+resolved but the project's own. A record holds its config as resolved when it ran (manifest
+`config`); for records written before that, `.hydra/config.yaml` is read with `${cr.*}` and plain
+`${key}` references resolved and every other interpolation (`${oc.env:...}`, `${now:...}`) kept as
+its text.
 """
 
 from __future__ import annotations
@@ -11,21 +19,25 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 import pyarrow.parquet as pq
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, grammar_parser
+from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser
 
-from context_research.config.resolvers import register_resolvers
+from context_research.config.resolvers import RESOLVERS, register_resolvers
 from context_research.metrics.schema import Summary
-from context_research.records.run_record import ATTEMPTS, MANIFEST, REQUESTS, SUMMARY
+from context_research.records.run_record import (ATTEMPTS, MANIFEST, REQUESTS, DamagedRecord, completed_record_problem,
+                                                 read_manifest, read_summary)
 from context_research.report.alignment import parse_overrides
 
 HYDRA_DIR = ".hydra"
 UNRECORDED = "unrecorded"
+UNREADABLE = "unreadable"
 # per-job objects kept in the frame for the analyses, left out of jobs.csv
 OBJECT_COLUMNS = ("config", "override_map")
 # identity columns taken from the summary, or from the resolved config when a job wrote no summary
@@ -49,36 +61,88 @@ def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def read_config(job_dir: Path) -> dict[str, Any]:
-    """The job's composed config from `.hydra/config.yaml`, interpolations resolved where they can be."""
+def read_config(job_dir: Path, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The job's config: the resolved one its manifest holds, else `.hydra/config.yaml` with only
+    the project's own interpolations resolved (see the module doc)."""
+    if manifest is not None and isinstance(manifest.get("config"), dict):
+        return manifest["config"]
     path = job_dir / HYDRA_DIR / "config.yaml"
     if not path.is_file():
         return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a mapping")
+    return resolve_project_interpolations(config)
+
+
+def uses_only_project_resolvers(text: str) -> bool:
+    """Whether every resolver `text` calls is one of the project's (`${cr.mul:...}`; plain `${key}`
+    references call none). Text OmegaConf cannot parse counts as calling others."""
+    try:
+        tree = grammar_parser.parse(text)
+    except Exception:  # noqa: BLE001 - a grammar error: never evaluated
+        return False
+    nodes = [tree]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, OmegaConfGrammarParser.InterpolationResolverContext):
+            if node.resolverName().getText() not in RESOLVERS:
+                return False
+        children = (node.getChild(i) for i in range(node.getChildCount()))
+        nodes.extend(child for child in children if hasattr(child, "getChildCount"))  # leaves are tokens
+    return True
+
+
+def resolve_project_interpolations(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with `${cr.*}` and plain `${key}` interpolations resolved, top-level key by key (a
+    value that cannot be resolved keeps its text), and every string that calls any other resolver
+    kept as its text, including where another value refers to it."""
     register_resolvers()  # the presets' ${cr.*} arithmetic, e.g. E3's num_prompts
-    config = OmegaConf.create(yaml.safe_load(path.read_text()) or {})
-    unresolved = OmegaConf.to_container(config, resolve=False)
+    texts: dict[str, str] = {}  # marker -> the text it stands for while OmegaConf resolves the rest
+    tag = secrets.token_hex(8)
+
+    def shield(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shield(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shield(v) for v in value]
+        if isinstance(value, str) and "${" in value and not uses_only_project_resolvers(value):
+            marker = f"@{tag}-{len(texts)}@"
+            texts[marker] = value
+            return marker
+        return value
+
+    def unshield(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unshield(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unshield(v) for v in value]
+        if isinstance(value, str) and tag in value:
+            for marker, text in texts.items():
+                value = value.replace(marker, text)
+        return value
+
+    shielded = OmegaConf.create(shield(config))
     resolved: dict[str, Any] = {}
-    for key, text in unresolved.items():  # key by key, so one unresolvable value keeps only itself as text
+    for key, text in config.items():  # key by key, so one unresolvable value keeps only itself as text
         try:
-            value = config[key]
-            resolved[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-        except Exception:  # a resolver only Hydra's runtime knows (e.g. ${now:...}): keep the text
+            value = shielded[key]
+            resolved[key] = unshield(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value)
+                                     else value)
+        except Exception:  # noqa: BLE001 - e.g. a reference to a key that is not there: keep the text
             resolved[key] = text
     return resolved
 
 
-def read_choices(job_dir: Path) -> dict[str, str]:
-    """Config-group choices (model=..., serving=...) from `.hydra/hydra.yaml`, Hydra's own groups left out."""
+def read_choices(job_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """Config-group choices (model=..., serving=...) from the manifest, else (older records) from
+    `.hydra/hydra.yaml`; Hydra's own groups left out."""
+    choices = manifest.get("choices")
     path = job_dir / HYDRA_DIR / "hydra.yaml"
-    if not path.is_file():
-        return {}
-    hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-    choices = hydra.get("runtime", {}).get("choices", {}) or {}
-    return {group: value for group, value in choices.items() if not group.startswith("hydra")}
+    if not isinstance(choices, dict) and path.is_file():
+        hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+        choices = hydra.get("runtime", {}).get("choices", {})
+    return {group: value for group, value in (choices or {}).items() if not group.startswith("hydra")}
 
 
 def config_value(config: dict[str, Any], dotted: str) -> Any:
@@ -122,18 +186,42 @@ def sweep_root(job_dir: Path) -> Path:
 
 
 def job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
-    manifest = read_json(job_dir / MANIFEST)
-    summary = Summary.from_json(read_json(job_dir / SUMMARY) or {}).columns()  # any schema version
-    config = read_config(job_dir)
+    """The job's row; a job whose files cannot be read is a row with status `unreadable` and why."""
+    try:
+        return recorded_job_row(job_dir, folder, label)
+    except Exception as error:  # noqa: BLE001 - a folder from elsewhere may hold anything
+        reason = str(error) if isinstance(error, DamagedRecord) else f"{type(error).__name__}: {error}"
+        return unreadable_row(job_dir, folder, label, reason)
+
+
+def job_identity(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
+    """The columns every row has, from where the job is."""
+    return {"folder": str(folder), "label": label, "sweep": str(sweep_root(job_dir)),
+            "job": job_dir.relative_to(folder).as_posix() if job_dir != folder else job_dir.name,
+            "job_dir": str(job_dir)}
+
+
+def unreadable_row(job_dir: Path, folder: Path, label: str, reason: str) -> dict[str, Any]:
+    return {**job_identity(job_dir, folder, label), "status": UNREADABLE, "error": reason, "run_id": None,
+            "name": None, **dict.fromkeys(IDENTITY), "gpu": None, "overrides": "", "started": None, "ended": None,
+            "has_requests": False, "config": {}, "override_map": {}}
+
+
+def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
+    manifest = read_manifest(job_dir)
+    if manifest is not None and manifest["status"] == "completed":
+        problem = completed_record_problem(job_dir)
+        if problem:
+            return unreadable_row(job_dir, folder, label, problem)
+    summary = (read_summary(job_dir) or Summary.from_json({})).columns()  # any schema version
+    config = read_config(job_dir, manifest)
     if manifest is None:
         overrides_path = job_dir / HYDRA_DIR / "overrides.yaml"
         overrides = (yaml.safe_load(overrides_path.read_text()) or []) if overrides_path.is_file() else []
         manifest = {"status": UNRECORDED, "error": f"no {MANIFEST}: the job stopped before its record was opened",
                     "overrides": overrides, "name": config.get("name")}
     row: dict[str, Any] = {
-        "folder": str(folder), "label": label, "sweep": str(sweep_root(job_dir)),
-        "job": job_dir.relative_to(folder).as_posix() if job_dir != folder else job_dir.name,
-        "job_dir": str(job_dir), "status": manifest.get("status"), "error": manifest.get("error"),
+        **job_identity(job_dir, folder, label), "status": manifest.get("status"), "error": manifest.get("error"),
         "run_id": manifest.get("run_id"), "name": summary.get("name", manifest.get("name")),
     }
     for column, path in IDENTITY.items():
@@ -141,11 +229,12 @@ def job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
     row["gpu"] = gpu_name(manifest)
     row["overrides"] = " ".join(manifest.get("overrides") or [])
     row.update({k: v for k, v in config.items() if k != "name" and not isinstance(v, (dict, list))})
-    row.update({f"choice.{group}": value for group, value in read_choices(job_dir).items()})
+    row.update({f"choice.{group}": value for group, value in read_choices(job_dir, manifest).items()})
     git = manifest.get("git") or {}
     row.update(started=manifest.get("started"), ended=manifest.get("ended"), config_hash=manifest.get("config_hash"),
                workload_hash=manifest.get("workload_hash"), engine_key=manifest.get("engine_key"),
-               git_sha=git.get("sha"), git_dirty=git.get("dirty"), has_requests=(job_dir / REQUESTS).is_file())
+               git_sha=git.get("sha"), git_dirty=git.get("dirty"),
+               has_requests=manifest.get("status") == "completed" and (job_dir / REQUESTS).is_file())
     row.update({k: v for k, v in flatten(summary).items() if k not in row})
     row["config"] = config
     row["override_map"] = parse_overrides(manifest.get("overrides") or [])
@@ -180,7 +269,7 @@ def load_jobs(folders: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def load_requests(jobs: pd.DataFrame, phase: str | None = "measure", columns: list[str] | None = None) -> pd.DataFrame:
-    """One row per request of the jobs that wrote requests.parquet, tagged with the job's label, job and run_id.
+    """One row per request of the completed jobs (their requests.parquet), tagged with the job's label, job and run_id.
 
     `columns` picks the columns to read (those a file lacks are skipped); `phase="measure"` keeps the measured requests (warm-up excluded), None keeps all.
     """

@@ -76,8 +76,13 @@ def release(key: str) -> None:
 
 
 def release_all() -> None:
+    """Stop every cached engine. An engine that fails to stop is logged and the rest are stopped all
+    the same: a cleanup error never hides why they were released (a stop signal, a failed job)."""
     for key in list(_ENGINES):
-        release(key)
+        try:
+            release(key)
+        except Exception:  # noqa: BLE001 - logged; the engine is out of the cache either way
+            log.exception("engine %s did not stop cleanly", key)
 
 
 # engines stop in order at interpreter exit, not in whatever order garbage collection picks
@@ -87,6 +92,6 @@ atexit.register(release_all)
 def _empty_cuda_cache() -> None:
     import sys
 
-    torch = sys.modules.get("torch")  # only if an engine already imported it
+    torch = sys.modules.get("torch")  # only if an engine already imported it (app.run_job imports it whole)
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

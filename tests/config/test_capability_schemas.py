@@ -11,6 +11,14 @@ from tests.conftest import CONF, compose_config, typed, validate_on_this_host
 TOKENIZER = f"model.tokenizer={CONF}"  # validation only checks that the directory exists
 
 
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """`model.path=` a checkpoint directory as validation sees one (it checks for config.json only)."""
+    checkpoint = tmp_path_factory.mktemp("checkpoint")
+    (checkpoint / "config.json").write_text("{}")
+    return f"model.path={checkpoint}"
+
+
 @pytest.mark.parametrize("group, schema", [("longbench", LongBenchConfig), ("ruler", RulerConfig),
                                            ("pg19", PG19Config)])
 def test_each_benchmark_composes_and_validates(group, schema):
@@ -49,8 +57,8 @@ def test_budgets_that_fit_pass(overrides):
 
 
 @pytest.mark.parametrize("group", ["longbench", "ruler", "pg19"])
-def test_e4_composes_for_each_benchmark_on_vllm(group):
-    overrides = ["experiment=e4", f"benchmark={group}", f"model.path={CONF}"]
+def test_e4_composes_for_each_benchmark_on_vllm(group, weights):
+    overrides = ["experiment=e4", f"benchmark={group}", weights]
     cfg = compose_config(overrides)
     validate_on_this_host(cfg)
     assert typed(overrides, "serving").engine == "vllm" and typed(overrides, "model").name == "qwen3_8b"
@@ -64,12 +72,12 @@ def test_e4_needs_real_weights_on_vllm():
     assert error.value.key == "model.load_format"
 
 
-def test_the_engine_limit_bounds_the_budget():
-    cfg = compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384"])
+def test_the_engine_limit_bounds_the_budget(weights):
+    cfg = compose_config(["experiment=e4", weights, "serving.max_model_len=16384"])
     assert cfg.benchmark.max_model_len == 16384
     with pytest.raises(ConfigError, match="serving.max_model_len"):
         validate(cfg)  # 32768 + 512 > 16384
-    validate_on_this_host(compose_config(["experiment=e4", f"model.path={CONF}", "serving.max_model_len=16384",
+    validate_on_this_host(compose_config(["experiment=e4", weights, "serving.max_model_len=16384",
                                           "prompt_len=8192"]))
     assert compose_config(["benchmark=ruler", "serving=hf"]).benchmark.max_model_len is None  # the model's
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from context_research import devices
 from context_research.config import ConfigError
 from context_research.hardware import fit, profiles
 from context_research.hardware.fit import Device, Precision, RunShape
@@ -148,7 +149,13 @@ def test_fit_check_false_skips_and_a_missing_gpu_is_left_to_the_engine():
                              "hardware.fit_check=false"]))
     # vLLM with no GPU in the profile: nothing to judge; the engine says why it cannot start
     validate_on_this_host(compose_config(["model=qwen3_8b", "hardware=cpu", "serving=vllm", "model.load_format=dummy"]))
-    validate_on_this_host(compose_config(["model=qwen3_8b", "hardware=cpu", "serving.device=cuda"]))
+    # the hf engine on cuda: the fit check has no GPU to judge; a host that has none says so itself
+    on_cuda = compose_config(["model=qwen3_8b", "hardware=cpu", "serving.device=cuda"])
+    if devices.visible_gpu_count():
+        validate_on_this_host(on_cuda)
+    else:
+        with pytest.raises(ConfigError, match=r"serving.device='cuda': a GPU this process can see \(0 visible"):
+            validate_on_this_host(on_cuda)
 
 
 def test_the_resident_sequences_follow_the_benchmark():

@@ -1,8 +1,8 @@
 """Run records for the report tests.
 
 `run_folders`: two real CPU multiruns of E1 on the tiny model (two prompt lengths x two seeds; B at
-twice A's lengths) and a multirun with a job that really fails (serving.device=cuda on a machine
-without CUDA) beside one that completes. The three run at once, once per session.
+twice A's lengths) and a multirun with a job that really fails (an activation transformers does not
+know: the model cannot be built) beside one that completes. The three run at once, once per session.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SMALL_E1 = ["experiment=e1", "output_len=4", "repeats=6", "benchmark.warmup=1",
 class RunFolders:
     a: Path       # prompt_len=384,768 seed=0,1
     b: Path       # prompt_len=768,1536 seed=0,1 (A's lengths doubled)
-    failed: Path  # serving.device=cpu (completes), serving.device=cuda (fails)
+    failed: Path  # hidden_act=silu (completes), hidden_act=no_such_activation (fails at engine start)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,8 @@ def run_folders(tmp_path_factory, model_cache) -> RunFolders:
     commands = {
         folders.a: [*SMALL_E1, f"prompt_len={','.join(map(str, A_LENGTHS))}", "seed=0,1"],
         folders.b: [*SMALL_E1, f"prompt_len={','.join(map(str, B_LENGTHS))}", "seed=0,1"],
-        folders.failed: [*SMALL_E1, "prompt_len=64", "repeats=1", "serving.device=cpu,cuda"],
+        folders.failed: [*SMALL_E1, "prompt_len=64", "repeats=1",
+                         "model.architecture.hidden_act=silu,no_such_activation"],
     }
     # one thread per process and at most two processes at once: two cores, no time-slicing to
     # blur the timings the A/B statistics compare (the failing sweep runs after A and B)

@@ -16,16 +16,22 @@ system-wide monotonic clock, so both processes stamp one timeline:
     kv_transfer_s = KV usable in the worker - first send here
     kv_wait_s     = decoder free and holding the request -> its KV usable (0 if it was already)
     kv_bytes      = bytes sent (numel x element size); the worker checks it received as many
+
+The worker dies with the process that started it, even one killed outright (SIGKILL), which runs
+no cleanup: see `die_with_parent`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import logging
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +47,27 @@ from context_research.serving.schedulers.kv_handoff import cache_tensors, tensor
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 600.0
 KV_TAG = 0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker when `parent_pid` ends, even killed outright. On Linux the kernel sends
+    SIGKILL the moment the parent goes (prctl PR_SET_PDEATHSIG, which fires when the parent's thread
+    that started the worker ends: the job's own thread, which outlives the engine); everywhere, a
+    watchdog thread exits once the worker has another parent, which also covers a parent that died
+    before the prctl call."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _process_group(store_path: str, rank: int):
@@ -94,8 +121,10 @@ def _decoder(engine: Any, handoffs: queue.Queue, results: Any) -> None:
             results.put(("error", ticket, f"{type(error).__name__}: {error}", None))
 
 
-def serve(config: Any, model: Any, cache_dir: str, store_path: str, inbox: Any, results: Any) -> None:
+def serve(config: Any, model: Any, cache_dir: str, store_path: str, inbox: Any, results: Any,
+          parent_pid: int) -> None:
     """Worker process main: build the engine, join the process group, receive and decode until told to stop."""
+    die_with_parent(parent_pid)
     from context_research.serving.backends.hf import HFBackend
 
     group = _process_group(store_path, 1)
@@ -157,7 +186,7 @@ class ProcessDecodeEngine(ServingBackend):
         store_path = os.path.join(self._store_dir.name, "store")
         self._inbox, self._results = context.Queue(), context.Queue()
         self._process = context.Process(target=serve, args=(self.config, self.model_config, self.cache_dir, store_path,
-                                                            self._inbox, self._results),
+                                                            self._inbox, self._results, os.getpid()),
                                         name="decode-pool", daemon=True)
         self._process.start()
         self._group = _process_group(store_path, 0)
