@@ -11,6 +11,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from context_research.metrics.schema import LatencySection, Summary
+
 # prompt lengths of the two E1 multiruns the tests run (conftest.run_folders): B doubles A
 A_LENGTHS, B_LENGTHS = (384, 768), (768, 1536)
 
@@ -30,9 +32,21 @@ def write_record(job_dir: Path, overrides: list[str], summary: dict[str, Any] | 
     (job_dir / "manifest.json").write_text(json.dumps(manifest))
     if summary is not None:
         (job_dir / "summary.json").write_text(json.dumps(summary))
+        if requests is None and status == "completed":  # a completed record holds the requests it counts
+            requests = counted_requests(summary)
     if requests is not None:
         requests.to_parquet(job_dir / "requests.parquet", index=False)
     return job_dir
+
+
+def counted_requests(summary: dict[str, Any]) -> pd.DataFrame | None:
+    """The rows of requests.parquet a summary counts (measured, warm-up, cool-down), by phase."""
+    latency = Summary.from_json(summary).get(LatencySection)
+    if latency is None:
+        return None
+    phases = {"measure": latency.n_requests, "warmup": latency.n_warmup, "cooldown": latency.n_cooldown}
+    rows = [phase for phase, count in phases.items() for _ in range(count or 0)]
+    return pd.DataFrame({"request_id": [f"r{i}" for i in range(len(rows))], "phase": rows, "ok": True})
 
 
 def job_config(name: str, engine: str = "vllm", scheduler: str = "aggregated", **axes: Any) -> dict[str, Any]:
