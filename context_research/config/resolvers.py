@@ -3,7 +3,7 @@ imported:
 
 - arithmetic for presets whose values scale with a sweep axis, for example
   `num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
-  at least 16);
+  at least 16), and `cr.ceil` for a count that scales with a rate (E2 by rate: 16 s of arrivals);
 - `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`)."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ RESOLVERS = {
     "cr.mul": lambda *factors: math.prod(factors),
     "cr.max": lambda *values: max(values),
     "cr.floordiv": lambda value, divisor: value // divisor,
+    "cr.ceil": math.ceil,
     "cr.job_dirname": job_dirname,
 }
 
