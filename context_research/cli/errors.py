@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
+from context_research.cli.hints import with_hint
 from context_research.config.errors import ConfigError
 
 USER_ERROR = 2
@@ -19,6 +20,7 @@ class JobFailed(RuntimeError):
     """A single run failed; its record says why (raised only outside sweeps)."""
 
 
+@with_hint  # did you mean ...?, how to install a missing launcher plugin
 def one_line(error: BaseException) -> str:
     """A configuration or composition error as one line: the key or override and what is allowed."""
     if isinstance(error, ConfigError):
