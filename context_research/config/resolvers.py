@@ -4,7 +4,8 @@ imported:
 - arithmetic for presets whose values scale with a sweep axis, for example
   `num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
   at least 16), and `cr.ceil` for a count that scales with a rate (E2 by rate: 16 s of arrivals);
-- `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`)."""
+- `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`);
+- `cr.help_groups`, the config groups of the project's --help (config/help.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import hashlib
 import math
 
 from omegaconf import OmegaConf
+
+from context_research.config.help import help_groups
 
 MAX_DIRNAME_CHARS = 200  # below the 255-byte file name limit of Linux file systems, with room to spare
 
@@ -33,6 +36,7 @@ RESOLVERS = {
     "cr.floordiv": lambda value, divisor: value // divisor,
     "cr.ceil": math.ceil,
     "cr.job_dirname": job_dirname,
+    "cr.help_groups": help_groups,
 }
 
 
