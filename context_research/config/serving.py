@@ -22,9 +22,15 @@ class HFServingConfig:
     attn_implementation: str = "sdpa"
     max_batch_size: int = 16
     seed: int = 0
+    # torch's intra-op threads when the engine runs on the CPU (null: torch's default, one per core).
+    # One by default: the small models run on CPUs gain nothing from more, and on a busy machine
+    # threads that wait on each other at every op make each step many times slower
+    cpu_threads: Optional[int] = 1
 
     def __post_init__(self) -> None:
         require(bool(DEVICE_PATTERN.match(self.device)), "device", self.device, "auto, cpu, cuda or cuda:N")
+        require(self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", self.cpu_threads,
+                "null or an integer >= 1")
         require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
         require_choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
         require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "an integer >= 1")

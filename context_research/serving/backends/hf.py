@@ -56,6 +56,8 @@ class HFBackend(ServingBackend):
 
         device, dtype = self.config.device, self.config.dtype
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if self.device.type == "cpu" and self.config.cpu_threads:
+            torch.set_num_threads(self.config.cpu_threads)
         if dtype == "auto":
             dtype = self.model_config.dtype if self.device.type == "cuda" else "float32"
         self.dtype = getattr(torch, dtype)
@@ -93,8 +95,11 @@ class HFBackend(ServingBackend):
         self.memory.close_phase("warmup")
 
     def describe(self) -> dict[str, Any]:
+        import torch
+
         return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "attn_implementation": self.config.attn_implementation, "cache_keyword": self._cache_keyword}
+                "attn_implementation": self.config.attn_implementation, "cache_keyword": self._cache_keyword,
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None}
 
     # memory (profiling/memory.py): torch peaks per phase, parameter and KV cache bytes -------
     def reset_memory_peaks(self) -> None:
