@@ -1,5 +1,7 @@
 """How long E0 takes, start to finish, as a user sees it: `python launch.py` run several times in
-fresh processes, each timed from start to exit (wall seconds), median and minimum printed.
+fresh processes, each timed from start to exit (wall seconds), median and minimum printed, with the
+CPU seconds each used (user + system, its threads together): on a machine other processes share,
+the wall time includes their work and the CPU time mostly does not.
 
     python -m context_research.cli.bench_e0 --runs 5 [--warmup 1] [--repo DIR] [-- extra overrides ...]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,17 +27,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_once(repo: Path, folder: Path, cache: Path, overrides: list[str]) -> float:
-    """Wall seconds of one `python launch.py` in `repo` (its record in `folder`); raises if it fails."""
+def cpu_seconds() -> float:
+    """User + system seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(repo: Path, folder: Path, cache: Path, overrides: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `python launch.py` in `repo` (its record in `folder`); raises if it fails."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     process = subprocess.run([sys.executable, "launch.py", f"hydra.run.dir={folder}", f"paths.cache_dir={cache}",
                               *overrides], cwd=repo, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if process.returncode != 0:
         raise RuntimeError(f"python launch.py exited {process.returncode}:\n{process.stderr[-2000:]}")
-    return wall
+    return wall, cpu_seconds() - cpu
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,13 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(scratch)
         for i in range(args.warmup):
             run_once(args.repo, root / f"warmup-{i}", root / "cache", args.overrides)
-        walls = []
+        walls, cpus = [], []
         for i in range(args.runs):
-            walls.append(run_once(args.repo, root / f"run-{i}", root / "cache", args.overrides))
-            print(f"run {i + 1}/{args.runs}: {walls[-1]:.2f} s (load average {os.getloadavg()[0]:.2f})", flush=True)
+            wall, cpu = run_once(args.repo, root / f"run-{i}", root / "cache", args.overrides)
+            walls.append(wall)
+            cpus.append(cpu)
+            print(f"run {i + 1}/{args.runs}: {wall:.2f} s wall, {cpu:.2f} s CPU (load average "
+                  f"{os.getloadavg()[0]:.2f})", flush=True)
     command = " ".join(["python launch.py", *args.overrides])
-    print(f"E0 wall: median {statistics.median(walls):.2f} s, min {min(walls):.2f} s over {args.runs} runs "
-          f"of `{command}` ({os.cpu_count()} CPUs)", flush=True)
+    print(f"E0 wall: median {statistics.median(walls):.2f} s, min {min(walls):.2f} s; CPU: median "
+          f"{statistics.median(cpus):.2f} s; over {args.runs} runs of `{command}` in {args.repo} "
+          f"({os.cpu_count()} CPUs)", flush=True)
     return 0
 
 
