@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from context_research.config.errors import require, require_choice
 
@@ -80,3 +81,159 @@ class VLLMServingConfig:
             value = getattr(self, key)
             require(value is None or value >= 1, key, value, "null or an integer >= 1")
         require(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "an integer >= 1")
+
+
+# servers over HTTP ----------------------------------------------------------------------------
+HTTP_APIS = ("completions", "chat")
+PROMPT_FORMATS = ("auto", "token_ids", "text")
+# how a request that ignores EOS says so: vLLM's (and SGLang's, TensorRT-LLM's, llama.cpp's) `ignore_eos`,
+# `min_tokens` = max_tokens (vLLM, SGLang), a transformers `generation_config` with min_new_tokens (transformers
+# serve, which rejects unknown fields), or nothing (OpenAI's own API rejects both extensions)
+IGNORE_EOS_FIELDS = ("ignore_eos", "min_tokens", "generation_config", "none")
+URL_PATTERN = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class HttpClientConfig:
+    """How the harness talks to an OpenAI-compatible server (serving/backends/openai.py): one aiohttp
+    session per engine on the process-wide event loop, every request streamed (SSE with usage).
+
+    `prompt_format`: a prompt in token ids goes as a list of ints on /v1/completions (`auto`,
+    `token_ids`) or as the text the model's tokenizer decodes it to (`text`: servers that take text
+    only, such as transformers serve); /v1/chat/completions always sends text. `return_token_ids`:
+    vLLM's extension that streams each chunk's token ids (exact output ids); without it the output
+    count is the server's usage and the ids are the reply re-encoded by the local tokenizer.
+    """
+
+    model: Optional[str] = None  # the name the server serves; null = the first one /v1/models lists
+    api: str = "completions"
+    # NAME of the environment variable holding the API key (sent as a Bearer token; the key is never recorded)
+    api_key_env: Optional[str] = None
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 3600.0  # one request, first byte sent to last byte received
+    chunk_timeout_s: float = 600.0  # the longest wait for the next bytes of a stream (the first includes the queue)
+    max_connections: int = 0  # open connections at most; 0 = no limit (one per request in flight, kept alive)
+    prompt_format: str = "auto"
+    ignore_eos_field: str = "ignore_eos"
+    return_token_ids: bool = False
+    reset_prefix_cache: bool = False  # POST /reset_prefix_cache before each job (vLLM: in VLLM_SERVER_DEV_MODE)
+    metrics_path: Optional[str] = "/metrics"  # Prometheus text scraped by the `server` collector; null = none
+    extra_body: Dict[str, Any] = field(default_factory=dict)  # fields added to every request body verbatim
+
+    def check_client(self) -> None:
+        require_choice("api", self.api, HTTP_APIS)
+        require_choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
+        require_choice("ignore_eos_field", self.ignore_eos_field, IGNORE_EOS_FIELDS)
+        for key in ("connect_timeout_s", "request_timeout_s", "chunk_timeout_s"):
+            value = getattr(self, key)
+            require(value > 0, key, value, "seconds > 0")
+        require(self.max_connections >= 0, "max_connections", self.max_connections, "0 (no limit) or an integer >= 1")
+        require(self.metrics_path is None or self.metrics_path.startswith("/"), "metrics_path", self.metrics_path,
+                "null or a path starting with /")
+        if self.api_key_env is not None:
+            require(bool(ENV_NAME.match(self.api_key_env)), "api_key_env", self.api_key_env,
+                    "the NAME of an environment variable (letters, digits, _), not the key itself")
+            require(self.api_key_env in os.environ, "api_key_env", self.api_key_env,
+                    f"an environment variable set in this shell (export {self.api_key_env}=...)")
+        if self.api == "chat":
+            require(self.prompt_format != "token_ids", "prompt_format", self.prompt_format,
+                    "auto or text with api=chat (chat messages are text)")
+
+
+@dataclass
+class OpenAIServingConfig(HttpClientConfig):
+    """Any OpenAI-compatible server the harness does not manage: `base_url` (http://host:8000/v1),
+    or `endpoints`, replicas behind no router that requests are spread over round-robin."""
+
+    _target_: str = "context_research.serving.backends.openai.OpenAIBackend"
+    engine: str = "openai"
+    base_url: Optional[str] = None
+    endpoints: List[str] = field(default_factory=list)
+
+    engine_family: ClassVar[Optional[str]] = None  # it runs elsewhere: no memory or installation rules here
+
+    def __post_init__(self) -> None:
+        require(bool(self.base_url) or bool(self.endpoints), "base_url", self.base_url,
+                "the server's URL (http://host:port/v1), or null with serving.endpoints=[url, ...]")
+        require(not (self.base_url and self.endpoints), "base_url", self.base_url,
+                f"null when serving.endpoints is set ({len(self.endpoints)} replicas): one or the other")
+        for key, url in [("base_url", self.base_url)] + [(f"endpoints[{i}]", u) for i, u in enumerate(self.endpoints)]:
+            require(url is None or bool(URL_PATTERN.match(url)), key, url, "an http:// or https:// URL")
+        self.check_client()
+
+    @property
+    def urls(self) -> list[str]:
+        """The endpoints' base URLs (each ending at /v1, or wherever the API lives)."""
+        return [url.rstrip("/") for url in (self.endpoints or [self.base_url])]
+
+
+@dataclass
+class ManagedServerConfig:
+    """A server the harness starts (serving/servers/process.py) and stops: on a free port of `host`,
+    its log in the folder of the job that started it (or `log_dir`), healthy within `startup_timeout_s`."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    startup_timeout_s: float = 900.0
+    stop_timeout_s: float = 30.0  # after SIGTERM, the process group is killed
+    log_dir: Optional[str] = None  # null = the folder of the job that starts the server
+    server_args: List[str] = field(default_factory=list)  # more command-line arguments, verbatim
+
+    def check_server(self) -> None:
+        require(0 <= self.port <= 65535, "port", self.port, "0 (a free port) or a TCP port")
+        require(self.startup_timeout_s > 0, "startup_timeout_s", self.startup_timeout_s, "seconds > 0")
+        require(self.stop_timeout_s > 0, "stop_timeout_s", self.stop_timeout_s, "seconds > 0")
+
+
+@dataclass
+class VLLMServerConfig(VLLMServingConfig, HttpClientConfig, ManagedServerConfig):
+    """`vllm serve` started by the harness, with the in-process engine's arguments (the same schema,
+    turned into command-line flags: serving/servers/vllm_server.py), measured over HTTP."""
+
+    _target_: str = "context_research.serving.backends.managed.VLLMServerBackend"
+    engine: str = "vllm_server"
+    return_token_ids: bool = True
+    reset_prefix_cache: bool = True
+
+    engine_family: ClassVar[Optional[str]] = "vllm"
+
+    def __post_init__(self) -> None:
+        VLLMServingConfig.__post_init__(self)
+        require(self.interface == "async", "interface", self.interface, "async (vllm serve runs AsyncLLM)")
+        self.check_client()
+        self.check_server()
+
+
+@dataclass
+class TransformersServerConfig(HttpClientConfig, ManagedServerConfig):
+    """`transformers serve` (transformers' own OpenAI-compatible server) started by the harness on a
+    local model directory: `model.path`, or the model materialised with seeded random weights and the
+    built tokenizer (serving/model_source.py:materialize_model_dir)."""
+
+    _target_: str = "context_research.serving.backends.managed.TransformersServerBackend"
+    engine: str = "transformers_server"
+    device: str = "auto"  # auto = cuda when available, else cpu
+    dtype: str = "auto"  # auto = the model's dtype on CUDA, float32 on CPU (as serving=hf)
+    attn_implementation: str = "sdpa"
+    continuous_batching: bool = False
+    seed: int = 0  # the materialised weights' seed and the server's default seed
+    prompt_format: str = "text"  # its /v1/completions takes text only
+    ignore_eos_field: str = "generation_config"  # it rejects fields outside OpenAI's schema
+
+    engine_family: ClassVar[Optional[str]] = "hf"
+    # what `transformers serve` imports (transformers[serving]); checked before anything starts
+    required_modules: ClassVar[tuple[str, ...]] = ("fastapi", "uvicorn", "openai", "accelerate")
+
+    def __post_init__(self) -> None:
+        require(bool(DEVICE_PATTERN.match(self.device)), "device", self.device, "auto, cpu, cuda or cuda:N")
+        require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
+        require_choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
+        self.check_client()
+        self.check_server()
+
+
+def engine_family(serving: Any) -> Optional[str]:
+    """The in-process engine a serving config runs (`vllm serve`: vllm, `transformers serve`: hf), whose
+    weight, memory and installation rules apply to it; None for a server the harness does not run."""
+    return getattr(type(serving), "engine_family", serving.engine)

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from context_research import devices
 from context_research.config.errors import ConfigError, require
 from context_research.config.job import JobConfig
+from context_research.config.serving import engine_family
 
 GROUPS = ("model", "serving", "scheduler", "hardware", "benchmark", "collectors", "paths")
 ROOT_KEYS = ("name", "prompt_len", "output_len", "concurrency", "num_prompts", "repeats", "seed")
@@ -72,14 +73,25 @@ def _longest(length: Any) -> int:
 
 def _check_engine_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
     """An engine whose library is missing stops the job here, never later and never by running another."""
-    if typed["serving"].engine == "vllm":
-        require(importlib.util.find_spec("vllm") is not None, "serving", "vllm",
+    serving = typed["serving"]
+    if engine_family(serving) == "vllm":
+        require(importlib.util.find_spec("vllm") is not None, "serving", serving.engine,
                 "vLLM is not installed here; on a GPU host: pip install -e '.[vllm]'")
+    missing = [name for name in getattr(serving, "required_modules", ()) if importlib.util.find_spec(name) is None]
+    require(not missing, "serving", serving.engine, f"needs {', '.join(missing)}, not installed here: "
+            "pip install -e '.[serving]'")
+
+
+def _check_nixl_installed(cfg: DictConfig, typed: dict[str, Any]) -> None:
+    """NIXL's connector loads the `nixl` package in the engines' processes: without it, stop here."""
+    if getattr(typed["scheduler"], "transfer", None) == "nixl":
+        require(importlib.util.find_spec("nixl") is not None, "scheduler.transfer", "nixl",
+                "NIXL is not installed here; on a GPU host: pip install nixl==1.3.1 (the NIXL vLLM 0.26 pins)")
 
 
 def _check_weights(cfg: DictConfig, typed: dict[str, Any]) -> None:
     model = typed["model"]
-    if typed["serving"].engine == "vllm" and model.path is None:
+    if engine_family(typed["serving"]) == "vllm" and model.path is None:
         require(model.load_format == "dummy", "model.load_format", model.load_format,
                 "dummy when model.path is null (vLLM has no weights to load; set model.path for real ones)")
 
@@ -157,7 +169,7 @@ def _fit_device(hardware: Any, serving: Any) -> Any:
     from context_research.hardware.profiles import available_memory_bytes
 
     device = str(getattr(serving, "device", None))
-    on_gpu = serving.engine == "vllm" or device.startswith("cuda") or (device == "auto" and hardware.is_gpu)
+    on_gpu = engine_family(serving) == "vllm" or device.startswith("cuda") or (device == "auto" and hardware.is_gpu)
     if on_gpu and (not hardware.is_gpu or hardware.usable_memory_gb is None):
         return None
     if hardware.memory_budget_gb is not None:
@@ -174,7 +186,8 @@ def _check_fit(cfg: DictConfig, typed: dict[str, Any]) -> None:
     from context_research.hardware import fit
 
     hardware, model, serving, benchmark = (typed[k] for k in ("hardware", "model", "serving", "benchmark"))
-    device = _fit_device(hardware, serving) if hardware.fit_check else None
+    engine = engine_family(serving)
+    device = _fit_device(hardware, serving) if hardware.fit_check and engine is not None else None
     if device is None:
         return
     limit, limit_key = max_model_len(typed)
@@ -183,7 +196,7 @@ def _check_fit(cfg: DictConfig, typed: dict[str, Any]) -> None:
         prompt, output = _longest(workload.prompt_len), _longest(workload.output_len)
     else:  # capability tasks: the longest sequence they send, or what the length limit allows
         prompt, output = getattr(benchmark, "max_sequence_tokens", None) or limit, 0
-    shape = fit.RunShape(engine=serving.engine, prompt_len=prompt, output_len=output,
+    shape = fit.RunShape(engine=engine, prompt_len=prompt, output_len=output,
                          resident=_resident_sequences(benchmark, serving), max_model_len=limit,
                          max_model_len_key=limit_key,
                          gpu_memory_utilization=getattr(serving, "gpu_memory_utilization", 1.0))
@@ -201,6 +214,7 @@ CROSS_FIELD_RULES: list[Callable[[DictConfig, dict[str, Any]], None]] = [
     _check_tokenizer,
     _check_quantization,
     _check_fit,
+    _check_nixl_installed,
     _check_engine_installed,  # last: a config is judged whole before the host is
 ]
 

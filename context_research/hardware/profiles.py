@@ -99,9 +99,9 @@ def _nvml_gpu(index: int, visible_devices: Optional[str]) -> Optional[GpuFacts]:
     except Exception:  # nvidia-ml-py missing, no driver: no GPU to describe
         return None
     try:
-        from context_research.profiling.gpu import visible_nvml_indices
+        from context_research import devices
 
-        visible = visible_nvml_indices(pynvml.nvmlDeviceGetCount())
+        visible = devices.visible_nvml_indices(devices.host_gpus())
         if index >= len(visible):
             return None
         handle = pynvml.nvmlDeviceGetHandleByIndex(visible[index])

@@ -266,7 +266,24 @@ class KVTransferSection(Section):
     kv_bandwidth_gb_s: Number = None
     stall_ratio: Number = None
     kv_simulated: Optional[bool] = None
-    kv_transfer_mode: Optional[str] = None
+    kv_transfer_mode: Optional[str] = None  # connector | nixl | nixl_same_gpu | simulated | device_copy | process
+    kv_connector: Optional[str] = None  # vLLM's KV connector (NixlConnector, ExampleConnector, ...)
+    kv_connector_debug: Optional[bool] = None  # vLLM's debug connector (ExampleConnector: files via storage)
+    kv_accounting: Optional[str] = None  # where kv_bytes and kv_transfer_s came from: connector_stats
+    # (the connector's own statistics, per request), connector_files (what it stored), derived (prompt
+    # tokens x KV bytes per token; the broker's handoff span)
+    # the connector's own statistics over the job's engine steps (NIXL: every transfer finished while
+    # the job ran, its warm-up requests' too): transfers, bytes, summed transfer time, bandwidth
+    # (bytes / that time), descriptors, failures (failed transfers and notifications, expired requests)
+    kv_connector_transfers: Optional[int] = None
+    kv_connector_bytes: Number = None
+    kv_connector_transfer_s: Number = None
+    kv_connector_bandwidth_gb_s: Number = None
+    kv_connector_descriptors: Optional[int] = None
+    kv_connector_failures: Optional[int] = None
+    kv_ucx_transports: Optional[str] = None  # UCX transports of the RMA lanes NIXL moved the KV on
+    kv_ucx_protocols: Optional[str] = None  # UCX's protocol for large RMA messages, as its log names it
+    kv_ucx_source: Optional[str] = None  # the UCX log they were read from, or why they are null
 
 
 @dataclass
@@ -314,6 +331,53 @@ class EngineStepsSection(Section):
 
 
 @dataclass
+class ServerSection(Section):
+    """A server's own figures over the job, from its /metrics (profiling/server_metrics.py): counter
+    and histogram deltas, gauge peaks; null with `server_metrics_reason` where the server has none."""
+
+    key: ClassVar[str] = "server"
+    server_metrics_available: Optional[bool] = None
+    server_metrics_reason: Optional[str] = None
+    server_metrics_samples: Optional[int] = None
+    server_prefix_cache_queries: Number = None  # tokens looked up in the prefix cache
+    server_prefix_cache_hits: Number = None  # tokens found there
+    server_prefix_cache_hit_rate: Number = None
+    server_preemptions: Number = None
+    server_prompt_tokens: Number = None
+    server_generation_tokens: Number = None
+    server_requests: Number = None  # requests the server finished
+    server_queue_time_mean_ms: Number = None
+    server_queue_time_p50_ms: Number = None
+    server_queue_time_p99_ms: Number = None
+    server_prefill_time_mean_ms: Number = None
+    server_prefill_time_p50_ms: Number = None
+    server_prefill_time_p99_ms: Number = None
+    server_decode_time_mean_ms: Number = None
+    server_decode_time_p50_ms: Number = None
+    server_decode_time_p99_ms: Number = None
+    server_kv_cache_usage_peak: Number = None  # a fraction of the KV cache
+    server_kv_cache_usage_mean: Number = None
+    server_num_running_peak: Number = None
+    server_num_waiting_peak: Number = None
+
+
+@dataclass
+class ClientSection(Section):
+    """The harness's own health over the job (profiling/client_health.py): event-loop lag and CPU
+    share; for HTTP engines, whether the client rather than the server limited the run, and why."""
+
+    key: ClassVar[str] = "client"
+    loop_lag_samples: Optional[int] = None
+    loop_lag_p50_ms: Number = None
+    loop_lag_p99_ms: Number = None
+    loop_lag_max_ms: Number = None
+    client_cpu_share: Number = None  # process CPU time / wall time, in cores
+    loop_cpu_share: Number = None  # the event-loop thread's CPU time / wall time, of one core
+    client_limited: Optional[bool] = None
+    client_warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TaskSection(Section):
     """A capability task's figures (scores, sample ids, quality under budget), as the task gives them."""
 
@@ -333,7 +397,7 @@ class TaskSection(Section):
 
 SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SessionSection,
                                        PrefixCacheSection, SLOSection, GpuSection, MemorySection, KVTransferSection,
-                                       RooflineSection, EngineStepsSection)
+                                       RooflineSection, EngineStepsSection, ServerSection, ClientSection)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from context_research.report import plots
 from context_research.report.compare import compare_folders, scheduler_deltas
 from context_research.report.document import Image, Section, Table
 from context_research.report.goodput import attainment_by_load, distserve_goodput
+from context_research.report.http_cost import http_cost_table
 from context_research.report.loader import csv_ready, load_requests
 from context_research.report.repeats import repeat_variance
 from context_research.report.roofline import roofline_table
@@ -320,6 +321,16 @@ def roofline_section(report: ReportContext) -> Section | None:
         "are known (a CPU run has no GPU floors).", Table(roofline)])
 
 
+def http_cost_section(report: ReportContext) -> Section | None:
+    """What the HTTP stack adds: TTFT and TPOT over HTTP minus in process, per prompt length."""
+    http_cost = http_cost_table(report.jobs)
+    if not len(http_cost):
+        return None
+    report.write_csv(http_cost, "http_cost.csv")
+    return Section("HTTP stack cost", ["TTFT and TPOT p50 over HTTP minus in process, same model and lengths "
+                                       "(report/http_cost.py).", Table(http_cost)])
+
+
 def capability_section(report: ReportContext) -> Section | None:
     capability = plots.capability_vs_budget(report.jobs)
     return Section("Capability", [report.save_plot(capability)]) if capability is not None else None
@@ -344,6 +355,7 @@ SECTIONS: list[SectionBuilder] = [
     timeline_section,
     prefix_cache_section,
     roofline_section,
+    http_cost_section,
     capability_section,
     definitions_section,
 ]

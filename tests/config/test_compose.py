@@ -21,12 +21,15 @@ def options(group: str) -> list[str]:
 
 def overrides_for(group: str, option: str) -> list[str]:
     """Each option with what it needs to be valid (vLLM runs weightless unless a path is given)."""
-    extra = {("serving", "vllm"): ["model.load_format=dummy"],
+    extra = {("serving", "vllm"): ["model.load_format=dummy"], ("serving", "vllm_server"): ["model.load_format=dummy"],
              # capability benchmarks need a tokenizer directory (validation checks only that it exists)
              **{("benchmark", task): [f"model.tokenizer={CONF}"] for task in ("longbench", "ruler", "pg19")},
              # the 8B models are checked against the GPU they are sized for: on a CPU host the fit
              # check refuses them in float32, as it should (tests/hardware/test_fit.py)
-             **{("model", name): ["hardware=h200"] for name in options("model") if name != "tiny_qwen3"}}
+             **{("model", name): ["hardware=h200"] for name in options("model") if name != "tiny_qwen3"},
+             # NIXL joins vLLM engines
+             ("scheduler", "disaggregated_nixl"): ["serving=vllm", "model=qwen3_8b", "model.load_format=dummy",
+                                                   "hardware=h200"]}
     return [f"{group}={option}", *extra.get((group, option), [])]
 
 
@@ -73,7 +76,7 @@ def test_every_target_is_built_from_its_typed_config_without_starting_an_engine(
 
 
 def test_collectors_are_an_open_group_of_one_file_each():
-    assert set(typed([], "collectors")) == {"latency", "gpu", "memory", "kv_transfer"}
+    assert set(typed([], "collectors")) == {"latency", "gpu", "memory", "kv_transfer", "server", "client"}
     assert set(typed(["collectors=[latency,memory]"], "collectors")) == {"latency", "memory"}
 
 

@@ -14,7 +14,7 @@ from context_research.config.hardware import HardwareConfig
 from context_research.hardware import calibration
 from context_research.hardware.calibration import calibration_record, roofline_peaks
 from context_research.hardware.profiles import GpuFacts, load_profile, profile_for_gpu
-from tests.conftest import REPO
+from tests.conftest import REPO, read_summary
 
 
 def record(fp8_seconds=None, fp8_reason=None) -> dict:
@@ -114,7 +114,7 @@ def test_a_calibrated_latency_job_uses_and_records_the_measured_ceilings(run_lau
                                "prompt_len=256", "output_len=8", "num_prompts=2", timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     [summary_path] = list(root.glob("run/summary.json"))
-    summary = json.loads(summary_path.read_text())
+    summary = read_summary(summary_path.parent)
     assert summary["roofline_peaks"] == "measured"
     assert summary["calibrated_hbm_bytes_per_s"] > 0 and summary["calibrated_bf16_flops_per_s"] > 0
     assert summary["ttft_floor_ms"] > 0 and summary["tpot_floor_ms"] > 0

@@ -42,21 +42,18 @@ def test_a_sweep_streams_through_one_engine_with_the_engine_split(run_launch):
 
 def test_stopping_an_engine_frees_its_gpu_memory(tmp_path):
     import pynvml
-    from omegaconf import OmegaConf
 
     from context_research import devices
     from context_research.serving import engine_cache
     from context_research.serving.backends.vllm import VLLMBackend
-    from tests.conftest import compose_config
+    from tests.conftest import typed
 
     pynvml.nvmlInit()  # the engine's GPU: the first visible one, by its NVML index (not NVML's GPU 0)
     handle = pynvml.nvmlDeviceGetHandleByIndex(devices.visible_nvml_indices(devices.host_gpus())[0])
     before = pynvml.nvmlDeviceGetMemoryInfo(handle).used
-    cfg = compose_config([*TINY_VLLM, "serving.interface=offline"])
-    serving = OmegaConf.to_container(cfg.serving, resolve=True)
-    serving.pop("_target_")
-    model = OmegaConf.to_object(cfg.model)
-    engines, _ = engine_cache.acquire({"x": lambda: VLLMBackend(model=model, cache_dir=str(tmp_path), **serving)})
+    chosen = [*TINY_VLLM, "serving.interface=offline"]
+    serving, model = typed(chosen, "serving"), typed(chosen, "model")
+    engines, _ = engine_cache.acquire({"x": lambda: VLLMBackend(serving, model, str(tmp_path))})
     during = pynvml.nvmlDeviceGetMemoryInfo(handle).used
     assert engines["x"].describe()["interface"] == "offline"
     engine_cache.release_all()

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from context_research import devices
 from context_research.app import with_overrides
 from context_research.requests import GenerationRequest, GenerationResult
-from context_research.serving.backends.vllm import engine_arguments, sampling_arguments, visible_device
+from context_research.serving.backends.vllm import engine_arguments, engine_environment, sampling_arguments
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.serving.schedulers.vllm_broker import (ExampleConnectorStorage, VLLMBroker, storage_dir,
                                                              stored_tokens)
@@ -76,18 +76,21 @@ def test_kv_transfer_params_ride_on_the_sampling_parameters():
                                                                     max_new_tokens=1), False)
 
 
-def test_an_engine_sees_only_its_gpu_while_it_starts(monkeypatch):
+def test_an_engine_sees_only_its_gpu_and_its_variables_while_it_starts(monkeypatch):
     monkeypatch.setattr(devices, "host_gpus", lambda: [f"GPU-{i}" for i in range(8)])  # an 8-GPU host's NVML
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with visible_device("cuda:1"):
-        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("UCX_TLS", "all")
+    with engine_environment("cuda:1", {"UCX_TLS": "cuda_ipc,tcp", "VLLM_NIXL_SIDE_CHANNEL_PORT": "5601"}):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and os.environ["UCX_TLS"] == "cuda_ipc,tcp"
+        assert os.environ["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5601"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ and "VLLM_NIXL_SIDE_CHANNEL_PORT" not in os.environ
+    assert os.environ["UCX_TLS"] == "all"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    with visible_device("cuda:1"):
+    with engine_environment("cuda:1"):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "6"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"
     with pytest.raises(ValueError, match="sees 2 GPU"):
-        with visible_device("cuda:2"):
+        with engine_environment("cuda:2"):
             pass
 
 
@@ -137,8 +140,9 @@ def test_the_client_sees_the_prefill_token_first_and_the_decode_engine_after(tmp
     prompt = list(range(2000, 2000 + 100))
     write_connector_folder(storage, prompt, layers=36, heads=8, head_dim=128)
     prefill_engine = hf_engine(tmp_path, ["model=qwen3_8b"])  # unstarted: the broker needs its tokenizer (none)
-    broker = VLLMBroker(prefill_engine, None, storage, label=lambda r: r, on_decode=lambda rid: None,
-                        simulated=False, link_bandwidth_gb_s=400.0, kv_bytes_per_token=QWEN3_8B_KV_BYTES_PER_TOKEN)
+    broker = VLLMBroker(prefill_engine, None, label=lambda r: r, on_decode=lambda rid: None,
+                        kv_bytes_per_token=QWEN3_8B_KV_BYTES_PER_TOKEN, connector="ExampleConnector",
+                        transfer_mode="connector", storage=storage)
     request = GenerationRequest(request_id="r", prompt_token_ids=prompt, max_new_tokens=4)
     first = result("r-prefill", [11], [10.5], 10.0, engine_queue_ms=1.0, prefill_ms=400.0, decode_ms=0.0,
                    finish_reason="length", kv_transfer_params=None)
@@ -152,9 +156,12 @@ def test_the_client_sees_the_prefill_token_first_and_the_decode_engine_after(tmp
     assert broker._merge(request, prompt, first, coalesced).token_times == [10.5, 10.8, 10.82]
     assert merged.ttft_ms == pytest.approx(500.0) and merged.prompt_tokens == 100
     assert merged.metadata["prefill_ms"] == 400.0 and merged.metadata["decode_first_step_ms"] == 150.0
-    figures = broker._accounting(prompt, first, rest)
+    figures = broker._accounting("r", prompt, first, rest)
     assert figures["kv_bytes"] == 96 * QWEN3_8B_KV_BYTES_PER_TOKEN and figures["kv_tokens"] == 96
     assert figures["kv_transfer_s"] == pytest.approx(0.3) and figures["kv_wait_s"] == pytest.approx(0.15)
     assert figures["kv_simulated"] is False and figures["kv_accounting"] == "connector_files"
+    # vLLM's debug connector, labelled as such on every request it handed over
+    assert figures["kv_connector"] == "ExampleConnector" and figures["kv_connector_debug"] is True
+    assert figures["kv_transfer_mode"] == "connector"
     broker._discard(prompt)
     assert storage.find(prompt) is None

@@ -17,7 +17,6 @@ import warnings
 from collections import Counter
 from typing import Callable, Iterable
 
-import jieba
 import numpy as np
 from rouge import Rouge
 
@@ -102,6 +101,8 @@ def rouge_score(prediction: str, ground_truth: str, **kwargs) -> float:
 
 def rouge_zh_score(prediction: str, ground_truth: str, **kwargs) -> float:
     """rouge_score over jieba word segments."""
+    import jieba  # Chinese tasks only: its dictionary takes a second to load
+
     prediction = " ".join(jieba.cut(prediction, cut_all=False))
     ground_truth = " ".join(jieba.cut(ground_truth, cut_all=False))
     return rouge_score(prediction, ground_truth)
@@ -125,6 +126,8 @@ def qa_f1_score(prediction: str, ground_truth: str, **kwargs) -> float:
 
 def qa_f1_zh_score(prediction: str, ground_truth: str, **kwargs) -> float:
     """F1 over jieba segments, each normalised, empty ones dropped."""
+    import jieba
+
     prediction_tokens = [normalize_zh_answer(t) for t in jieba.cut(prediction, cut_all=False)]
     ground_truth_tokens = [normalize_zh_answer(t) for t in jieba.cut(ground_truth, cut_all=False)]
     return f1_score([t for t in prediction_tokens if t], [t for t in ground_truth_tokens if t])

@@ -5,7 +5,13 @@ so a 32768-token prompt is exactly 32768 tokens. `disable_log_stats=False` makes
 RequestOutput carry the engine's own timestamps; from them each result gets the engine split
 (docs/design.md, metric definitions): engine_queue, prefill, decode, engine_ttft (engine core), frontend_ttft (vLLM's
 first_token_latency), engine_ipc = frontend_ttft - engine_ttft, harness_overhead = TTFT -
-frontend_ttft. A stat logger records every engine step (running, waiting, KV usage, preemptions).
+frontend_ttft. A stat logger records every engine step (running, waiting, KV usage, preemptions,
+and the KV connector's own statistics where it keeps them: metrics/kv_transfer.py).
+
+An engine with a NIXL connector starts with an environment of its own (`connector_environment`): a
+free NIXL side-channel port (two engines on one host must not share vLLM's default) and UCX's INFO
+log, with its protocol tables, in a folder of its own, from which schedulers/nixl.py reads the
+transports the KV moved on.
 """
 
 from __future__ import annotations
@@ -16,11 +22,16 @@ import gc
 import itertools
 import logging
 import os
+import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from context_research import devices
+from context_research.config.scheduler import NIXL_CONNECTORS
+from context_research.metrics.kv_transfer import connector_step_figures
 from context_research.profiling.memory import combine_worker_reports, unavailable_report
 from context_research.requests import GenerationRequest, GenerationResult
 from context_research.serving import event_loop
@@ -111,8 +122,8 @@ def _step_logger_factory(sink: list[dict[str, Any]]):
                 sample.update(num_running=scheduler_stats.num_running_reqs,
                               num_waiting=scheduler_stats.num_waiting_reqs,
                               kv_cache_usage=scheduler_stats.kv_cache_usage)
-                if scheduler_stats.kv_connector_stats:
-                    sample["kv_connector_stats"] = str(scheduler_stats.kv_connector_stats)
+                if scheduler_stats.kv_connector_stats:  # the connector's stats data, lists per transfer
+                    sample.update(connector_step_figures(scheduler_stats.kv_connector_stats))
             if iteration_stats is not None:
                 sample.update(num_preempted=iteration_stats.num_preempted_reqs,
                               generation_tokens=iteration_stats.num_generation_tokens)
@@ -124,28 +135,60 @@ def _step_logger_factory(sink: list[dict[str, Any]]):
     return StepLogger
 
 
-_device_lock = threading.Lock()
+_environment_lock = threading.Lock()
+NIXL_SIDE_CHANNEL_PORT = "VLLM_NIXL_SIDE_CHANNEL_PORT"
+UCX_LOG_FILE = "UCX_LOG_FILE"
+# UCX's INFO log holds each endpoint's lanes (UCX protocols v1) or, with UCX_PROTO_INFO=y, the table
+# of protocols it chose per operation (v2); kept where the environment sets them already
+UCX_LOGGING = {"UCX_LOG_LEVEL": "info", "UCX_PROTO_INFO": "y"}
+_ports_given: set[int] = set()
 
 
 @contextlib.contextmanager
-def visible_device(device: str | None):
-    """While an engine starts, show it only `device` (cuda:N of this process, context_research.devices):
-    vLLM runs a single-GPU engine on the first visible GPU, and its engine process inherits the
-    environment when it starts. None: no change."""
-    if device is None:
-        yield
-        return
-    entry = devices.entry_for(device)
-    with _device_lock:
-        before = os.environ.get(devices.VARIABLE)
-        os.environ[devices.VARIABLE] = entry
+def engine_environment(device: str | None, variables: dict[str, str] | None = None):
+    """While an engine starts, show it only `device` (cuda:N of this process, context_research.devices;
+    None: no change) and set `variables`: vLLM runs a single-GPU engine on the first visible GPU, and
+    its engine process inherits the environment when it starts. Restored afterwards."""
+    changes = dict(variables or {})
+    if device is not None:
+        changes[devices.VARIABLE] = devices.entry_for(device)
+    with _environment_lock:
+        before = {key: os.environ.get(key) for key in changes}
+        os.environ.update(changes)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop(devices.VARIABLE, None)
-            else:
-                os.environ[devices.VARIABLE] = before
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def free_port() -> int:
+    """A TCP port free on this host now and not given to another engine of this process."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+
+
+def connector_environment(engine_args: dict[str, Any], log_root: Path) -> dict[str, str]:
+    """The environment the engine's KV connector needs (none for connectors other than NIXL's): a
+    side-channel port of its own, and UCX's log in a fresh folder under `log_root`, one file per
+    process (UCX_LOG_FILE's %p)."""
+    transfer = engine_args.get("kv_transfer_config") or {}
+    if transfer.get("kv_connector") not in NIXL_CONNECTORS:
+        return {}
+    port = free_port()
+    log_root.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix=f"nixl-{port}-", dir=log_root))
+    variables = {NIXL_SIDE_CHANNEL_PORT: str(port), UCX_LOG_FILE: str(log_dir / "ucx.%p.log")}
+    variables.update({key: value for key, value in UCX_LOGGING.items() if key not in os.environ})
+    return variables
 
 
 class VLLMBackend(ServingBackend):
@@ -160,6 +203,7 @@ class VLLMBackend(ServingBackend):
         self.engine = None  # vllm AsyncLLM (interface=async)
         self.step_samples: list[dict[str, Any]] = []
         self.engine_args: dict[str, Any] = {}
+        self.environment: dict[str, str] = {}  # set in the engine's processes while it started
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,7 +222,8 @@ class VLLMBackend(ServingBackend):
             from vllm.config import KVTransferConfig
 
             args["kv_transfer_config"] = KVTransferConfig(**args["kv_transfer_config"])
-        with visible_device(self.config.device):
+        self.environment = connector_environment(self.engine_args, Path(self.cache_dir) / "ucx")
+        with engine_environment(self.config.device, self.environment):
             if self.interface == "offline":
                 from vllm import LLM
 
@@ -231,6 +276,7 @@ class VLLMBackend(ServingBackend):
         cache = config.cache_config
         return {"engine": "vllm", "vllm_version": version("vllm"), "interface": self.interface,
                 "engine_args": {k: v for k, v in self.engine_args.items() if k != "model"},
+                "environment": dict(self.environment),
                 "block_size": cache.block_size, "num_gpu_blocks": cache.num_gpu_blocks or 0,
                 "kv_capacity_tokens": self.kv_capacity_tokens(),
                 "max_model_len": config.model_config.max_model_len}
@@ -241,6 +287,10 @@ class VLLMBackend(ServingBackend):
         if self.engine is not None:
             return event_loop.run(self.engine.collective_rpc(method))
         return self.llm.collective_rpc(method)
+
+    async def worker_call(self, method: str) -> list[Any]:
+        """A worker-extension method by name, from a coroutine on the engine's event loop (async interface)."""
+        return await self.engine.collective_rpc(method)
 
     def reset_memory_peaks(self) -> None:
         """Restart the worker's torch peak statistics (the start of a phase)."""

@@ -5,10 +5,11 @@ prefill pool (TTFT), the rest from the decode pool. The pools are two engines bu
 serving config with per-pool overrides (`pools()`): the device each runs on and, for vLLM, the KV
 connector role. The broker is `hf_broker.HFBroker` (KV tensors copied between devices, sent to a
 worker process, or held back for a simulated link) or `vllm_broker.VLLMBroker` (two vLLM engines
-and a KV connector). The route of each request is in the scheduler's route log (the record's
-`route`, `prefill_pool`, `decode_pool`, `prefill_device`, `decode_device` columns); each result
-carries its KV accounting (`kv_bytes`, `kv_transfer_s`, `kv_wait_s`, `kv_bandwidth_gb_s`,
-`kv_transfer_mode`, `kv_simulated`), which the kv_transfer collector sums.
+and a KV connector: vLLM's debug ExampleConnector, or NIXL's, schedulers/nixl.py). The route of
+each request is in the scheduler's route log (the record's `route`, `prefill_pool`, `decode_pool`,
+`prefill_device`, `decode_device` columns); each result carries its KV accounting (`kv_bytes`,
+`kv_transfer_s`, `kv_wait_s`, `kv_bandwidth_gb_s`, `kv_transfer_mode`, `kv_simulated`, and for
+vLLM `kv_connector`, `kv_connector_debug`, `kv_accounting`), which the kv_transfer collector sums.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ class DisaggregatedScheduler(Scheduler):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         # plain containers: they travel in vLLM's SamplingParams.extra_args
-        self.prefill_kv_transfer_params = OmegaConf.to_container(OmegaConf.create(
-            dict(config.prefill_kv_transfer_params)))
+        extra = OmegaConf.to_container(OmegaConf.create(dict(config.prefill_kv_transfer_params)))
+        if config.engine == "vllm" and config.transfer == "nixl":
+            from context_research.serving.schedulers.nixl import prefill_kv_transfer_params
+
+            extra = prefill_kv_transfer_params(extra)
+        self.prefill_kv_transfer_params = extra
         self.broker: Any = None
 
     # pools -----------------------------------------------------------------------------------
@@ -64,16 +69,23 @@ class DisaggregatedScheduler(Scheduler):
             if placement.transfer == "process":
                 decode["_target_"] = PROCESS_ENGINE
             return {PREFILL: prefill, DECODE: decode}
-        from context_research.serving.schedulers.vllm_broker import connector_config
+        connector = self.config.kv_connector
+        if placement.transfer == "nixl":
+            from context_research.serving.schedulers import nixl
 
-        connector = self.config.connector
-        # one whole prompt per prefill step: the connector saves a request's KV in its first step
-        prefill["enable_chunked_prefill"] = False
-        prefill["extra_engine_args"] = {"kv_transfer_config": connector_config(connector, "kv_producer",
-                                                                               self.storage_root)}
-        decode["extra_engine_args"] = {"kv_transfer_config": connector_config(connector, "kv_consumer",
-                                                                              self.storage_root)}
-        if placement.simulated:
+            for pool in (prefill, decode):  # kv_both on each side; the worker extension flushes UCX's log
+                pool["extra_engine_args"] = {"kv_transfer_config": nixl.connector_config(connector),
+                                             "worker_extension_cls": nixl.NIXL_WORKER_EXTENSION}
+        else:
+            from context_research.serving.schedulers.vllm_broker import connector_config
+
+            # one whole prompt per prefill step: ExampleConnector saves a request's KV in its first step
+            prefill["enable_chunked_prefill"] = False
+            prefill["extra_engine_args"] = {"kv_transfer_config": connector_config(connector, "kv_producer",
+                                                                                   self.storage_root)}
+            decode["extra_engine_args"] = {"kv_transfer_config": connector_config(connector, "kv_consumer",
+                                                                                  self.storage_root)}
+        if placement.same_device:
             shared = self.config.shared_device_memory_utilization
             prefill["gpu_memory_utilization"] = decode["gpu_memory_utilization"] = shared
         return {PREFILL: prefill, DECODE: decode}
@@ -93,15 +105,21 @@ class DisaggregatedScheduler(Scheduler):
         from context_research.profiling.roofline import footprint
         from context_research.serving.schedulers.vllm_broker import ExampleConnectorStorage, VLLMBroker
 
-        storage = None
-        if self.config.connector == "ExampleConnector":
+        storage = ledger = None
+        if self.placement.transfer == "nixl":
+            from context_research.serving.schedulers.nixl import ConnectorLedger
+
+            ledger = ConnectorLedger([prefill, decode])
+        else:
             storage = ExampleConnectorStorage(self.storage_root, prefill.describe().get("block_size") or 16)
             storage.clear()
         model, kv_dtype = prefill.model_config, prefill.config.kv_cache_dtype
         per_token = footprint(model.config_json, model.dtype, None if kv_dtype == "auto" else kv_dtype).kv_bytes_per_token
-        self.broker = VLLMBroker(prefill, decode, storage, label=self._label, on_decode=self.route_decode,
-                                 simulated=self.placement.simulated, link_bandwidth_gb_s=self.config.link_bandwidth_gb_s,
-                                 kv_bytes_per_token=per_token,
+        self.broker = VLLMBroker(prefill, decode, label=self._label, on_decode=self.route_decode,
+                                 kv_bytes_per_token=per_token, connector=self.config.kv_connector,
+                                 transfer_mode=self.placement.mode, storage=storage, ledger=ledger,
+                                 simulated=self.placement.simulated,
+                                 link_bandwidth_gb_s=self.config.link_bandwidth_gb_s,
                                  prefill_kv_transfer_params=self.prefill_kv_transfer_params)
 
     def close(self) -> None:
@@ -119,7 +137,7 @@ class DisaggregatedScheduler(Scheduler):
 
     def _label(self, result: GenerationResult) -> GenerationResult:
         """How the KV moved, on every result (a request done after its first token moved none)."""
-        result.metadata.setdefault("kv_transfer_mode", self.placement.transfer)
+        result.metadata.setdefault("kv_transfer_mode", self.placement.mode)
         result.metadata["kv_simulated"] = self.placement.simulated
         return result
 

@@ -7,6 +7,9 @@ any engine starts and without initialising CUDA here (vLLM starts its engine pro
     >= 2   cuda:0   cuda:1   device_copy     connector
     1      cuda:0   cuda:0   simulated       simulated
     0      cpu      cpu      process         (vLLM needs a GPU)
+
+`nixl` (vllm, chosen explicitly) puts the decode pool on cuda:1 where two GPUs are visible, else beside
+the prefill pool on its GPU: NIXL then moves the KV between two engines on one GPU (`nixl_same_gpu`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ from context_research import devices
 class Placement:
     prefill_device: str
     decode_device: str
-    transfer: str  # device_copy | process | connector | simulated
+    transfer: str  # device_copy | process | connector | nixl | simulated
 
     @property
     def simulated(self) -> bool:
         return self.transfer == "simulated"
+
+    @property
+    def same_device(self) -> bool:
+        """Both pools on one device (their engines share its memory)."""
+        return self.prefill_device == self.decode_device
+
+    @property
+    def mode(self) -> str:
+        """How the KV moves, as records label it: the transfer, `nixl_same_gpu` for NIXL within one GPU."""
+        return "nixl_same_gpu" if self.transfer == "nixl" and self.same_device else self.transfer
 
 
 def resolve(engine: str, prefill_device: str, decode_device: str, transfer: str,
@@ -44,12 +57,15 @@ def resolve(engine: str, prefill_device: str, decode_device: str, transfer: str,
     if prefill_device == "auto":
         prefill_device = "cuda:0" if gpus else "cpu"
     if decode_device == "auto":
-        if transfer in ("simulated",):
+        if transfer == "simulated" or (transfer == "nixl" and (gpus or 0) < 2):
             decode_device = prefill_device
         elif transfer == "process":
             decode_device = "cpu"
         else:
             decode_device = "cuda:1" if prefill_device != "cuda:1" else "cuda:0"
+    if engine == "vllm" and "cpu" in (prefill_device, decode_device):
+        raise RuntimeError(f"scheduler=disaggregated with serving=vllm and transfer={transfer} needs a GPU; "
+                           "none is visible")
     if transfer == "simulated" and decode_device != prefill_device:
         raise RuntimeError(f"transfer=simulated shares one device, but prefill_device={prefill_device} and "
                            f"decode_device={decode_device}")

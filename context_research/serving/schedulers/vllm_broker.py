@@ -2,35 +2,43 @@
 
 Per request, on the process-wide event loop:
 
-    1. prefill engine: the prompt with max_tokens=1 (and `prefill_kv_transfer_params`, if any).
-       Its first token goes to the client at once: that is the request's first token (TTFT).
-       The connector saves the prompt's KV during this step.
+    1. prefill engine: the prompt with max_tokens=1 (and the connector's prefill kv_transfer_params:
+       NIXL's do_remote_decode request, schedulers/nixl.py). Its first token goes to the client at
+       once: that is the request's first token (TTFT). The connector saves (ExampleConnector) or
+       holds (NIXL) the prompt's KV.
     2. decode engine: the same prompt, max_tokens = max_new_tokens, with the kv_transfer_params
        the prefill output returned (NixlConnector returns the remote blocks; ExampleConnector
        returns none: it finds the KV by the hash of the prompt's tokens). The decode engine loads
-       the KV in its first step for the request, computes only the uncached tail (1 to
-       block_size tokens) and so samples the first token again; the client already has it from
+       the KV in its first step for the request, computes only the uncached tail (the last prompt
+       token, up to a block) and so samples the first token again; the client already has it from
        the prefill engine, so that repeat is dropped and decoding continues. (The same prompt,
        not prompt + first token: ExampleConnector's load path aligns the decode prompt's length,
        and a prompt one token longer than a block-aligned one would look under another hash.)
 
-ExampleConnector (vLLM's `example_connector.py`) writes each layer's KV of the prompt's first
-`(len(prompt) - 1) // block_size * block_size` tokens to `<shared_storage_path>/<md5 of those token
-ids as int64>/<layer>.safetensors` during the prefill step, and the decode engine reads them back.
-This module computes the same folder, reads the bytes stored there (from the safetensors files'
-headers, `safetensors.safe_open`: exactly the tensors the decode engine loads) and removes the
-folder once the request is done.
-ExampleConnector exposes no transfer statistics, so the times come from the broker and the engines:
+Where the KV figures of a request come from (`kv_accounting`):
 
-    kv_bytes       bytes the connector stored for the request (and the decode engine loaded)
+    connector_stats  NIXL's own statistics of the request's transfers (schedulers/nixl.py): bytes,
+                     transfer time (NIXL's post -> completion), descriptors
+    connector_files  ExampleConnector (vLLM's debug connector, `example_connector.py`) writes each
+                     layer's KV of the prompt's first `(len(prompt) - 1) // block_size * block_size`
+                     tokens to `<shared_storage_path>/<md5 of those token ids as int64>/<layer>.safetensors`
+                     during the prefill step and the decode engine reads them back; the bytes are read
+                     from the safetensors headers (`safetensors.safe_open`: exactly the tensors the
+                     decode engine loads) and the folder is removed once the request is done
+    derived          prompt tokens x the model's KV bytes per token (NIXL transfers the statistics
+                     cannot be told apart from another request's: requests in flight together)
+
+and the times, where the connector gives none:
+
     kv_transfer_s  prefill output at the broker -> the decode engine's first output at the broker
-                   (decode submit, decode queue, KV load, the tail's forward step)
+                   (decode submit, decode queue, KV load, the tail's forward step), also kept as kv_handoff_s
     kv_wait_s      the decode engine's first step for the request (scheduled -> first token, engine
                    timestamps): the engine holds the request but its step is blocked loading the KV
                    (the tail's forward is part of that step)
 
-With both pools on one GPU (`simulated`) the connector still moves the KV through storage, but
+With both pools on one GPU (`simulated`) ExampleConnector still moves the KV through storage, but
 kv_transfer_s is kv_bytes / link bandwidth, labelled simulated; the measured span is kept as kv_handoff_s.
+NIXL on one GPU moves the KV for real, between the two engines' caches (`nixl_same_gpu`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from context_research.config.scheduler import DEBUG_CONNECTORS
 from context_research.metrics.kv_transfer import bandwidth_gb_s
 from context_research.requests import GenerationRequest, GenerationResult
 
@@ -129,35 +138,41 @@ class ExampleConnectorStorage:
 
 
 def connector_config(connector: str, role: str, storage: Path) -> dict[str, Any]:
-    """The `kv_transfer_config` engine argument of one pool (vLLM's KVTransferConfig fields)."""
-    config: dict[str, Any] = {"kv_connector": connector, "kv_role": role}
-    if connector == "ExampleConnector":
-        config["kv_connector_extra_config"] = {"shared_storage_path": str(storage)}
-    return config
+    """The `kv_transfer_config` engine argument of one ExampleConnector pool (vLLM's KVTransferConfig fields)."""
+    return {"kv_connector": connector, "kv_role": role,
+            "kv_connector_extra_config": {"shared_storage_path": str(storage)}}
 
 
 class VLLMBroker:
-    """Prefill on one vLLM engine, decode on another (see the module doc)."""
+    """Prefill on one vLLM engine, decode on another (see the module doc). `storage`: ExampleConnector's
+    folders; `ledger`: NIXL's statistics (schedulers/nixl.py); neither: derived figures."""
 
-    def __init__(self, prefill_engine: Any, decode_engine: Any, storage: ExampleConnectorStorage | None,
-                 label: Callable[[GenerationResult], GenerationResult], on_decode: Callable[[str], Any],
-                 simulated: bool, link_bandwidth_gb_s: float, kv_bytes_per_token: int,
-                 prefill_kv_transfer_params: dict[str, Any] | None = None) -> None:
+    UCX_READS = 3  # attempts per job to read the UCX transports (each flushes both engines' logs)
+
+    def __init__(self, prefill_engine: Any, decode_engine: Any, label: Callable[[GenerationResult], GenerationResult],
+                 on_decode: Callable[[str], Any], kv_bytes_per_token: int, connector: str, transfer_mode: str,
+                 storage: ExampleConnectorStorage | None = None, ledger: Any = None, simulated: bool = False,
+                 link_bandwidth_gb_s: float = 400.0, prefill_kv_transfer_params: dict[str, Any] | None = None) -> None:
         self.prefill_engine = prefill_engine
         self.decode_engine = decode_engine
         self.storage = storage
+        self.ledger = ledger
         self.label = label
         self.on_decode = on_decode
         self.simulated = simulated
         self.link_bandwidth_gb_s = link_bandwidth_gb_s
         self.kv_bytes_per_token = kv_bytes_per_token
+        self.connector = connector
+        self.transfer_mode = transfer_mode
         self.prefill_kv_transfer_params = dict(prefill_kv_transfer_params or {})
+        self.ucx: Any = None  # nixl.UCXLanes once read
+        self.ucx_reads = 0
 
     async def generate_async(self, request: GenerationRequest) -> GenerationResult:
         engine = self.prefill_engine
         ids = engine.prompt_ids(request)
         metadata = dict(request.metadata)
-        if self.prefill_kv_transfer_params:
+        if self.prefill_kv_transfer_params and request.max_new_tokens > 1:  # one token: no KV to hand over
             metadata["kv_transfer_params"] = dict(self.prefill_kv_transfer_params)
         first = await engine.generate_async(dataclasses.replace(
             request, request_id=f"{request.request_id}-prefill", prompt=None, prompt_token_ids=ids, max_new_tokens=1,
@@ -169,14 +184,22 @@ class VLLMBroker:
         decode_metadata = {key: value for key, value in request.metadata.items() if key != "kv_transfer_params"}
         if first.metadata.get("kv_transfer_params") is not None:
             decode_metadata["kv_transfer_params"] = first.metadata["kv_transfer_params"]
+        if self.ledger is not None:
+            self.ledger.open(request.request_id, first.last_token_time)
         try:
             rest = await self.decode_engine.generate_async(dataclasses.replace(
                 request, request_id=f"{request.request_id}-decode", prompt=None, prompt_token_ids=ids,
                 metadata=decode_metadata))
+            if self.ledger is not None:
+                self.ledger.close(request.request_id, rest.last_token_time)
             result = self._merge(request, ids, first, rest)
-            result.metadata.update(self._accounting(ids, first, rest))
+            result.metadata.update(self._accounting(request.request_id, ids, first, rest))
         finally:
+            if self.ledger is not None:
+                self.ledger.settle(request.request_id)
             self._discard(ids)
+        if self.ledger is not None:
+            result.metadata.update(await self._ucx_labels())
         return self.label(result)
 
     def close(self) -> None:
@@ -189,30 +212,50 @@ class VLLMBroker:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _accounting(self, ids: list[int], first: GenerationResult, rest: GenerationResult) -> dict[str, Any]:
-        handoff_s = rest.first_token_time - first.last_token_time
-        figures: dict[str, Any] = {"kv_handoff_s": handoff_s,
-                                   "kv_wait_s": rest.metadata.get("prefill_ms", float("nan")) / 1e3,
-                                   "decode_cached_tokens": rest.metadata.get("num_cached_tokens", 0)}
+    async def _ucx_labels(self) -> dict[str, Any]:
+        """The UCX transports of the KV (nixl.ucx_transports), read once found, else up to UCX_READS times."""
+        from context_research.serving.schedulers import nixl
+
+        if self.ucx_reads < self.UCX_READS and (self.ucx is None or self.ucx.transports is None):
+            self.ucx_reads += 1
+            engines = (self.prefill_engine, self.decode_engine)
+            for engine in engines:  # UCX writes its log through stdio and flushes it only on errors
+                await engine.worker_call(nixl.FLUSH)
+            self.ucx = nixl.ucx_transports(folder for engine in engines if (folder := nixl.ucx_log_folder(engine)))
+        return self.ucx.labels()
+
+    def _kv_figures(self, request_id: str, ids: list[int], handoff_s: float) -> dict[str, Any]:
+        """kv_bytes, kv_transfer_s and kv_accounting (module doc), with what else the source gives."""
         if self.storage is not None:
             folder = self.storage.find(ids)
             if folder is None:  # nothing stored: the decode engine had no KV to load
-                figures.update(kv_bytes=float("nan"), kv_accounting="connector_files_missing")
-            else:
-                kv_bytes, layers, tokens = self.storage.stored(folder)
-                figures.update(kv_bytes=kv_bytes, kv_layers=layers, kv_tokens=tokens,
-                               kv_accounting="connector_files")
-        else:  # a connector whose storage this broker cannot read: the model's KV bytes per token
-            tokens = len(ids)
-            figures.update(kv_bytes=tokens * self.kv_bytes_per_token, kv_tokens=tokens,
-                           kv_accounting="prompt_tokens_x_kv_bytes_per_token")
+                return {"kv_bytes": float("nan"), "kv_transfer_s": handoff_s,
+                        "kv_accounting": "connector_files_missing"}
+            kv_bytes, layers, tokens = self.storage.stored(folder)
+            return {"kv_bytes": kv_bytes, "kv_layers": layers, "kv_tokens": tokens, "kv_transfer_s": handoff_s,
+                    "kv_accounting": "connector_files"}
+        if self.ledger is not None:
+            from context_research.serving.schedulers.nixl import accounting_from_stats
+
+            totals = self.ledger.figures(request_id)
+            if totals is not None:
+                return accounting_from_stats(totals)
+        return {"kv_bytes": len(ids) * self.kv_bytes_per_token, "kv_tokens": len(ids), "kv_transfer_s": handoff_s,
+                "kv_accounting": "derived"}
+
+    def _accounting(self, request_id: str, ids: list[int], first: GenerationResult,
+                    rest: GenerationResult) -> dict[str, Any]:
+        handoff_s = rest.first_token_time - first.last_token_time
+        figures: dict[str, Any] = {"kv_handoff_s": handoff_s,
+                                   "kv_wait_s": rest.metadata.get("prefill_ms", float("nan")) / 1e3,
+                                   "decode_cached_tokens": rest.metadata.get("num_cached_tokens", 0),
+                                   "kv_connector": self.connector,
+                                   "kv_connector_debug": self.connector in DEBUG_CONNECTORS}
+        figures.update(self._kv_figures(request_id, ids, handoff_s))
         if self.simulated:
-            transfer_s = figures["kv_bytes"] / (self.link_bandwidth_gb_s * 1e9)
-        else:
-            transfer_s = handoff_s
-        figures.update(kv_transfer_s=transfer_s, kv_simulated=self.simulated,
-                       kv_transfer_mode="simulated" if self.simulated else "connector",
-                       kv_bandwidth_gb_s=bandwidth_gb_s(figures["kv_bytes"], transfer_s))
+            figures["kv_transfer_s"] = figures["kv_bytes"] / (self.link_bandwidth_gb_s * 1e9)
+        figures.update(kv_simulated=self.simulated, kv_transfer_mode=self.transfer_mode,
+                       kv_bandwidth_gb_s=bandwidth_gb_s(figures["kv_bytes"], figures["kv_transfer_s"]))
         return figures
 
     def _merge(self, request: GenerationRequest, ids: list[int], first: GenerationResult,
