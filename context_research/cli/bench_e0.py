@@ -47,7 +47,8 @@ def run_once(repo: Path, folder: Path, cache: Path, overrides: list[str]) -> tup
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m context_research.cli.bench_e0", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m context_research.cli.bench_e0",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout whose launch.py runs (default: this one)")

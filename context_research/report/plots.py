@@ -32,7 +32,9 @@ BUDGET_AXES = ("token_budget", "budget", "prompt_len")
 LOAD_AXES = {"concurrency": "concurrency (requests in flight)", "request_rate": "request rate (requests/s)"}
 PAIR_LABEL_CHARS = 34  # A/B pair names wrap at this width
 MAX_TIMELINE_REQUESTS = 200  # a timeline draws at most this many requests, evenly sampled by arrival
-TIMELINE_PHASES = (("queue", "arrival_s", "dispatch_s", "0.7"), ("prefill", "dispatch_s", "first_token_s", "tab:orange"),
+# a timeline's bars: (phase, from column, to column, colour)
+TIMELINE_PHASES = (("queue", "arrival_s", "dispatch_s", "0.7"),
+                   ("prefill", "dispatch_s", "first_token_s", "tab:orange"),
                    ("decode", "first_token_s", "last_token_s", "tab:blue"))
 
 

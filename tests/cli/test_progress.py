@@ -19,8 +19,8 @@ from tests.test_resilience import interrupt_when
 
 ENV = {"OMP_NUM_THREADS": "1"}
 QUICK = ["output_len=2", "num_prompts=1"]
-LINE = re.compile(r"^\[sweep\] job (\d+)/(\d+) · elapsed (\d+:\d\d:\d\d) · (ETA \d+:\d\d:\d\d|ETA after the first job) "
-                  r"· (\S+)$", re.M)
+LINE = re.compile(r"^\[sweep\] job (\d+)/(\d+) · elapsed (\d+:\d\d:\d\d) · "
+                  r"(ETA \d+:\d\d:\d\d|ETA after the first job) · (\S+)$", re.M)
 
 
 def test_dry_run_lists_the_folders_the_sweep_then_uses(run_launch):

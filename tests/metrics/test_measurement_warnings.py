@@ -22,8 +22,9 @@ def test_the_percentiles_too_few_requests_cannot_support_are_named():
 
 
 def summary(values_ms: list[float], n_ok: int | None = None) -> Summary:
+    distributions = {"ttft": distribution(values_ms), "tpot": distribution([5.0] * len(values_ms))}
     latency = LatencySection(n_requests=len(values_ms), n_ok=n_ok or len(values_ms), n_errors=0,
-                             distributions={"ttft": distribution(values_ms), "tpot": distribution([5.0] * len(values_ms))})
+                             distributions=distributions)
     return Summary().add(latency)
 
 
