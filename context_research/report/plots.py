@@ -461,7 +461,7 @@ def request_timeline(requests: pd.DataFrame, job: pd.Series, limit: int = MAX_TI
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"timeline_{job['label']}_{str(job['job']).split('_')[0]}")
     return Plot(stem, figure,
                 f"Per-request timeline of job {job['job']} ({job['label']}): queue (arrival to dispatch), prefill "
-                f"(dispatch to first token) and decode (first to last token) in seconds, one row per request; "
+                f"(dispatch to first token) and decode (first to last token) over time (s), one row per request; "
                 f"{sampled}; {context}.")
 
 
