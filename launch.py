@@ -2,9 +2,11 @@
 
 Thin by design: Hydra composes the config from conf/, `context_research.app.run_job` does the
 work. Composing (`--cfg job`, `--help`) imports neither torch nor vLLM. Bad input is reported as
-one line per problem (`error: key=value: what is allowed`) with exit code 2, as is a job directory
-that another live run owns. SIGINT and SIGTERM record the job in progress as interrupted and stop
-the sweep (exit code 130 or 143); a record that cannot be written stops it with exit code 1.
+one line per problem (`error: key=value: what is allowed`, with a "did you mean" where a key or
+option is misspelt) with exit code 2, as is a job directory that another live run owns. SIGINT and
+SIGTERM record the job in progress as interrupted and stop the sweep (exit code 130 or 143); a
+record that cannot be written stops it with exit code 1. `--dry-run` lists what would run
+(cli/dry_run.py).
 """
 
 import os
@@ -23,6 +25,11 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from context_research.cli.dry_run import take_flags
+
+    sys.argv[1:] = take_flags(sys.argv[1:])  # --dry-run, and --cfg in a multirun (cli/dry_run.py)
     # let errors reach the handler below instead of Hydra's multi-line report
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     from context_research.cli.errors import exit_on_user_error

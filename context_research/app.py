@@ -32,6 +32,7 @@ from context_research.cli.gpu_placement import place_job
 from context_research.cli.interruption import describe_stop, raise_if_stopped, stop_deferred, stop_signals_raise
 from context_research.config import validate
 from context_research.metrics import engine_steps
+from context_research.metrics.measurement_warnings import measurement_warnings
 from context_research.metrics.schema import LatencySection, RooflineSection, RunSection, Summary
 from context_research.profiling.base import MetricCollector
 from context_research.records import owner, resume
@@ -100,8 +101,10 @@ def print_summary(name: str, summary: Summary) -> None:
             rows.append({"metric": f"{metric} (ms)", "mean": distribution.mean, **distribution.percentiles})
     table = pd.DataFrame(rows).set_index("metric").round(3).to_string() if rows else "(no latency figures)"
     columns = summary.columns()
-    extra = {k: columns[k] for k in ("n_requests", "n_errors", "req_s", "out_tok_s", "passed") if k in columns}
-    print(f"\n[{name}] {extra}\n{table}\n", flush=True)
+    extra = {k: columns[k] for k in ("n_requests", "n_errors", "req_s", "out_tok_s", "prefix_cache_hit_rate", "passed")
+             if columns.get(k) is not None}
+    warnings = "".join(f"warning: {warning}\n" for warning in summary.run.warnings)
+    print(f"\n[{name}] {extra}\n{table}\n{warnings}", flush=True)
 
 
 def measure(cfg: DictConfig, typed: dict[str, Any], record: RunRecord) -> Summary:
@@ -172,6 +175,7 @@ def measure(cfg: DictConfig, typed: dict[str, Any], record: RunRecord) -> Summar
     errors = latency.n_errors if latency is not None and latency.n_errors is not None else 0
     summary.run.checks = dict(outcome.checks)
     summary.run.passed = bool(errors == 0 and all(outcome.checks.values()))
+    summary.run.warnings = measurement_warnings(summary, benchmark.alike_requests)
     record.write_summary(summary.to_json())
     return summary
 

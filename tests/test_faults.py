@@ -6,7 +6,6 @@ bad names, paths and bounds."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -23,7 +22,7 @@ import yaml
 
 from context_research.config import ConfigError, validate
 from context_research.records.run_record import completed_record_problem, read_manifest, record_dirs
-from context_research.report.loader import csv_ready, load_jobs, load_requests
+from context_research.report.loader import load_jobs, load_requests
 from tests.conftest import REPO, compose_config, hf_engine, manifests, typed
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -114,15 +113,6 @@ def test_the_report_never_evaluates_a_record(tmp_path, monkeypatch, capsys):
     for name in ("report.html", "report.md", "jobs.csv"):
         assert token not in (out / name).read_text(), name
     assert asks in (out / "jobs.csv").read_text()
-
-
-@pytest.mark.parametrize("folder", ["e0", "e1", "e2", "disagg"])
-def test_records_from_before_the_manifest_held_their_config_load_as_they_did(folder):
-    legacy = REPO / "tests" / "fixtures" / "legacy_records"
-    now = pd.read_csv(io.StringIO(csv_ready(load_jobs([legacy / folder])).to_csv(index=False)))
-    expected = pd.read_csv(legacy / "expected" / folder / "jobs.csv")
-    columns = [c for c in expected.columns if c not in ("folder", "sweep", "job_dir")]  # where they were written
-    pd.testing.assert_frame_equal(now[columns], expected[columns])
 
 
 # 2. one owner per job directory ----------------------------------------------------------------

@@ -41,6 +41,17 @@ def test_e0_leaves_a_completed_run_record(e0_run):
     assert summary["ttft_p50_ms"] == measured["ttft_ms"].median()
     assert summary["n_warmup"] == 1 and summary["n_requests"] == 4
     assert "ttft (ms)" in process.stdout  # the end-of-job table
+    assert manifest["engines"]["aggregated"]["cpu_threads"] == 1  # one intra-op thread for the tiny model
+
+
+def test_e0_records_and_prints_its_warnings(e0_run):
+    process, root = e0_run
+    [manifest] = manifests(root)
+    warnings = read_summary(Path(manifest["_dir"]))["warnings"]
+    # four measured requests support a median, not a p90 or p99
+    assert warnings[0].startswith("p90, p95, p99 from 4 measured requests")
+    assert all(f"warning: {warning}" in process.stdout for warning in warnings)
+    assert all(w.startswith(("p90", "TTFT CV", "TPOT CV")) for w in warnings)  # nothing else is judged in E0
 
 
 def test_e0_records_memory_exactly_where_measurable_and_null_elsewhere(e0_run):

@@ -32,6 +32,10 @@ class BenchmarkOutcome:
 class BenchmarkTask(abc.ABC):
     """A benchmark (see the module doc). Subclasses call `super().__init__(config, model)`."""
 
+    # its measured requests repeat one measurement (the same kind of request, one at a time), so their
+    # spread is noise: a CV above the plan's bar is warned (metrics/measurement_warnings.py)
+    alike_requests: bool = False
+
     def __init__(self, config: Any, model: Any) -> None:
         self.config = config
         self.model = model

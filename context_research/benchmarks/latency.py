@@ -31,6 +31,8 @@ class LatencyWorkload:
 class LatencyBenchmark(BenchmarkTask):
     """Benchmark `latency` (config: LatencyBenchmarkConfig)."""
 
+    alike_requests = True  # one prompt length, one request at a time
+
     def __init__(self, config: Any, model: Any) -> None:
         super().__init__(config, model)
         self.workload = config.workload

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
+from context_research.cli.hints import with_hint
 from context_research.config.errors import ConfigError
 
 USER_ERROR = 2
@@ -38,6 +39,7 @@ def os_failure(error: OSError) -> str:
     return f"{error.filename}: {error.strerror}" if error.filename else str(error)
 
 
+@with_hint  # did you mean ...?, how to install a missing launcher plugin
 def one_line(error: BaseException) -> str:
     """A configuration or composition error as one line: the key or override and what is allowed."""
     if isinstance(error, ConfigError):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from context_research.cli import dry_run, progress
 from context_research.cli.errors import exit_with_errors, one_line
 from context_research.config.errors import ConfigError
 from context_research.config.validation import check_record_dir, validate
@@ -84,9 +85,11 @@ class SweepCallback(Callback):
             check_record_dir("hydra.run.dir", config.hydra.run.dir)
         except ConfigError as error:
             exit_with_errors([str(error)])
+        dry_run.single_run(config)  # --dry-run: the run's folder, nothing runs
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_job_overrides(config)
+        dry_run.show_configs(config, jobs)  # -m ... --cfg job: each point's config, nothing runs
         if jobs:
             from hydra.core.global_hydra import GlobalHydra
 
@@ -107,6 +110,11 @@ class SweepCallback(Callback):
             print(f"resume=true: {config.hydra.sweep.dir} holds no earlier jobs, so every job runs "
                   "(pass hydra.sweep.dir=<the sweep to resume>)", file=sys.stderr)
         _LaunchedSweep.dir = Path(config.hydra.sweep.dir)
+        self.plan = progress.plan_sweep(config, jobs)  # travels to the jobs' processes with the callback
+        dry_run.list_jobs(self.plan)  # --dry-run: the points and their folders, nothing runs
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        progress.job_started(getattr(self, "plan", None), config)  # job k/N, elapsed, ETA, its folder
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not report_sweep(config.hydra.sweep.dir):
@@ -139,3 +147,4 @@ def report_stopped_sweep() -> None:
     """A sweep stopped by a signal never reaches on_multirun_end: report its jobs anyway."""
     if _LaunchedSweep.dir is not None:
         report_sweep(_LaunchedSweep.dir)
+        progress.print_unstarted()

@@ -3,9 +3,10 @@ imported:
 
 - arithmetic for presets whose values scale with a sweep axis, for example
   `num_prompts: ${cr.max:16,${cr.mul:2,${concurrency}}}` (two rounds of the in-flight requests,
-  at least 16);
+  at least 16), and `cr.ceil` for a count that scales with a rate (E2 by rate: 16 s of arrivals);
 - `cr.job_dirname`, a sweep job's folder name that fits the file system (see `job_dirname`);
-- `cr.run_tag`, what makes a single run's default directory unique (see `run_tag`)."""
+- `cr.run_tag`, what makes a single run's default directory unique (see `run_tag`);
+- `cr.help_groups`, the config groups of the project's --help (config/help.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import math
 import secrets
 
 from omegaconf import OmegaConf
+
+from context_research.config.help import help_groups
 
 MAX_DIRNAME_CHARS = 200  # below the 255-byte file name limit of Linux file systems, with room to spare
 
@@ -42,8 +45,10 @@ RESOLVERS = {
     "cr.mul": lambda *factors: math.prod(factors),
     "cr.max": lambda *values: max(values),
     "cr.floordiv": lambda value, divisor: value // divisor,
+    "cr.ceil": math.ceil,
     "cr.job_dirname": job_dirname,
     "cr.run_tag": run_tag,
+    "cr.help_groups": help_groups,
 }
 
 

@@ -27,9 +27,15 @@ class HFServingConfig:
     # the job's device (the root `hardware` group): on a bigger GPU the engine caps itself at its
     # memory budget (hardware/budget.py); null = the whole GPU
     hardware: Any = None
+    # torch's intra-op threads when the engine runs on the CPU (null: torch's default, one per core).
+    # One by default: the small models run on CPUs gain nothing from more, and on a busy machine
+    # threads that wait on each other at every op make each step many times slower
+    cpu_threads: Optional[int] = 1
 
     def __post_init__(self) -> None:
         require(bool(DEVICE_PATTERN.match(self.device)), "device", self.device, "auto, cpu, cuda or cuda:N")
+        require(self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", self.cpu_threads,
+                "null or an integer >= 1")
         require_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
         require_choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
         require_count("max_batch_size", self.max_batch_size)

@@ -87,6 +87,9 @@ class RunSection(Section):
     measure_s: Number = None  # seconds of the benchmark run, collectors started to stopped
     passed: Optional[bool] = None
     checks: dict[str, bool] = field(default_factory=dict)
+    # what makes a figure less than it looks: percentiles from too few requests, an unstable
+    # measurement (metrics/measurement_warnings.py); printed when the job ends
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +175,18 @@ class SessionSection(Section):
     turns_per_session_mean: Number = None
     session_p50_s: Number = None
     session_p95_s: Number = None
+
+
+@dataclass
+class PrefixCacheSection(Section):
+    """The engine's prefix-cache reuse over the measured requests, overall and per turn of
+    multi-turn sessions (metrics/prefix_cache.py); absent where the engine reports no cached tokens."""
+
+    key: ClassVar[str] = "prefix_cache"
+    prefix_cache_hit_rate: Number = None
+    cached_prompt_tokens: Optional[int] = None
+    measured_prompt_tokens: Optional[int] = None
+    prefix_cache_hit_rate_by_turn: Optional[dict[str, Number]] = None  # sessions: turn (from 1) -> hit rate
 
 
 @dataclass
@@ -407,8 +422,9 @@ class TaskSection(Section):
 
 
 SECTIONS: tuple[type[Section], ...] = (RunSection, LatencySection, ThroughputSection, LoadSection, SessionSection,
-                                       SLOSection, GpuSection, MemorySection, BudgetSection, KVTransferSection,
-                                       RooflineSection, EngineStepsSection, ServerSection, ClientSection)
+                                       PrefixCacheSection, SLOSection, GpuSection, MemorySection, BudgetSection,
+                                       KVTransferSection, RooflineSection, EngineStepsSection, ServerSection,
+                                       ClientSection)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The latency collector: one row per request (requests.parquet) and, over the measured ones, the
-latency distributions and the throughput of the measurement window (the definitions are in
-metrics/latency.py and metrics/load.py)."""
+latency distributions, the throughput of the measurement window and, where the engine counts
+cached prompt tokens, the prefix-cache hit rate (the definitions are in metrics/latency.py,
+metrics/load.py and metrics/prefix_cache.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from context_research.metrics import prefix_cache
 from context_research.metrics.latency import request_row, summarize
 from context_research.metrics.load import window_throughput
 from context_research.metrics.schema import Section
@@ -30,4 +32,5 @@ class LatencyCollector(MetricCollector):
 
     def snapshot(self) -> list[Section]:
         rows = self.requests()
-        return [summarize(rows, self.config.percentiles), window_throughput(rows) if len(rows) else None]
+        return [summarize(rows, self.config.percentiles), window_throughput(rows) if len(rows) else None,
+                prefix_cache.summarize(rows)]

@@ -4,7 +4,8 @@
     out/summary.csv | memory.csv     the experiment's table (tables.TABLES)
     out/sweep.json                   where the multirun's wall time went (an object; a list of them when the
                                      folders hold several multiruns)
-    out/repeats.csv  out/ab.csv  out/ab_pairs.csv  out/scheduler_deltas.csv  out/goodput.csv  (when they apply)
+    out/repeats.csv  out/ab.csv  out/ab_pairs.csv  out/scheduler_deltas.csv  out/goodput.csv
+    out/prefix_cache.csv  out/prefix_cache_by_turn.csv                           (when they apply)
 
 The first folder is the A of every A/B; each later folder running the same experiment is a B. The
 sections are report/sections.py's builders, in the order of its `SECTIONS`.
@@ -30,14 +31,15 @@ class Report:
 
 
 def build_report(folders: list[str | Path], out: str | Path, table: str | None = None,
-                 ab_statistic: str = "median") -> Report:
+                 ab_statistic: str = "median", names: dict[str | Path, str] | None = None) -> Report:
     """Loads the folders and writes every output into `out`; returns the jobs and the written files.
 
-    `table` forces one experiment's table; `ab_statistic` (median or mean) is what the A/B compares.
+    `table` forces one experiment's table; `ab_statistic` (median or mean) is what the A/B compares;
+    `names` labels folders (folder -> name) instead of their base names.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = load_jobs(folders)
+    jobs = load_jobs(folders, names)
     if jobs.empty:
         raise FileNotFoundError(f"no job directories (manifest.json or .hydra/config.yaml) under: "
                                 f"{', '.join(map(str, folders))}")

@@ -34,6 +34,7 @@ from context_research.metrics.schema import Summary
 from context_research.records.run_record import (ATTEMPTS, MANIFEST, REQUESTS, DamagedRecord, completed_record_problem,
                                                  read_manifest, read_summary)
 from context_research.report.alignment import parse_overrides
+from context_research.report.roofline import without_foreign_floors
 
 HYDRA_DIR = ".hydra"
 UNRECORDED = "unrecorded"
@@ -236,29 +237,33 @@ def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
                git_sha=git.get("sha"), git_dirty=git.get("dirty"),
                has_requests=manifest.get("status") == "completed" and (job_dir / REQUESTS).is_file())
     row.update({k: v for k, v in flatten(summary).items() if k not in row})
+    row = without_foreign_floors(row)  # no GPU peaks for a CPU run
     row["config"] = config
     row["override_map"] = parse_overrides(manifest.get("overrides") or [])
     return row
 
 
-def folder_labels(folders: list[Path]) -> list[str]:
-    """Short names for the folders: their base names, numbered where they repeat."""
+def folder_labels(folders: list[Path], names: dict[Path, str] | None = None) -> list[str]:
+    """Short names for the folders: the name given for a folder (`names`, by resolved path), else its
+    base name (a multirun's time stamp), numbered where they repeat."""
     labels, seen = [], {}
     for folder in folders:
-        name = folder.name or str(folder)
+        name = (names or {}).get(folder) or folder.name or str(folder)
         seen[name] = seen.get(name, 0) + 1
         labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return labels
 
 
-def load_jobs(folders: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per job across `folders` (a folder may be a job, a multirun, or a tree of them).
+def load_jobs(folders: Iterable[str | Path], names: dict[str | Path, str] | None = None) -> pd.DataFrame:
+    """One row per job across `folders` (a folder may be a job, a multirun, or a tree of them),
+    labelled by `names` (folder -> label) where given, else by the folder's base name.
 
     The same folder given twice (an A/B of a run against itself) loads twice, with two labels.
     """
     folders = [Path(f).resolve() for f in folders]
+    names = {Path(folder).resolve(): name for folder, name in (names or {}).items()}
     rows = []
-    for folder, label in zip(folders, folder_labels(folders)):
+    for folder, label in zip(folders, folder_labels(folders, names)):
         rows.extend(job_row(job_dir, folder, label) for job_dir in find_job_dirs(folder))
     jobs = pd.DataFrame(rows)
     if jobs.empty:

@@ -8,7 +8,9 @@ notebook displays them. Repeats (seeds) at one point are drawn as their mean wit
 
 from __future__ import annotations
 
+import math
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +19,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import Formatter
 
 from context_research.report.alignment import is_repeat_key
+from context_research.report.goodput import ATTAINMENT_TARGET, LOAD_KEYS
+from context_research.report.pareto import pareto_efficient
 from context_research.report.tables import column_value
 
 STYLE = "whitegrid"
@@ -27,6 +31,12 @@ MEMORY_COMPONENTS = ("weights_gb", "kv_cache_gb", "activations_gb", "cuda_graph_
                      "non_torch_gb")
 BUDGET_AXES = ("token_budget", "budget", "prompt_len")
 LOAD_AXES = {"concurrency": "concurrency (requests in flight)", "request_rate": "request rate (requests/s)"}
+PAIR_LABEL_CHARS = 34  # A/B pair names wrap at this width
+MAX_TIMELINE_REQUESTS = 200  # a timeline draws at most this many requests, evenly sampled by arrival
+# a timeline's bars: (phase, from column, to column, colour)
+TIMELINE_PHASES = (("queue", "arrival_s", "dispatch_s", "0.7"),
+                   ("prefill", "dispatch_s", "first_token_s", "tab:orange"),
+                   ("decode", "first_token_s", "last_token_s", "tab:blue"))
 
 
 @dataclass
@@ -54,9 +64,13 @@ def setting(jobs: pd.DataFrame) -> str:
 
 
 def series_names(jobs: pd.DataFrame, axis: str | None = None) -> pd.Series:
-    """A name per job from what tells the plotted jobs apart (folder, overrides), axis and repeats excluded."""
+    """A name per job from what tells the plotted jobs apart (folder, overrides), axis and repeats excluded
+    (on a load axis, every override that sets the load: `benchmark.arrival.rate` for `request_rate`)."""
+    def on_axis(key: str) -> bool:
+        return key == axis or (axis in LOAD_AXES and key.rsplit(".", 1)[-1] in LOAD_KEYS)
+
     keys = sorted({k for o in jobs["override_map"] for k in o
-                   if k != axis and k != "experiment" and not is_repeat_key(k)})
+                   if not on_axis(k) and k != "experiment" and not is_repeat_key(k)})
     varying = [k for k in keys if len({o.get(k) for o in jobs["override_map"]}) > 1]
     several_folders = jobs["label"].nunique() > 1
 
@@ -94,12 +108,34 @@ def legend_outside(axes: list) -> None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
 
 
+class PlainLogFormatter(Formatter):
+    """Log-axis labels written plainly (1, 10, 100, 0.05: not 10^0), major ticks always; minor ticks
+    (2, 3, ... x a power of ten) labelled where the axis spans too few decades for its major ticks
+    to read it by: 2 and 5 below two decades, 2, 3 and 5 below one, every one below half of one."""
+
+    def __init__(self, minor: bool = False) -> None:
+        self.minor = minor
+
+    def __call__(self, value: float, pos=None) -> str:
+        if value <= 0:
+            return ""
+        if self.minor:
+            low, high = sorted(self.axis.get_view_interval())
+            decades = math.log10(high / low) if low > 0 else math.inf
+            mantissa = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+            labelled = (range(1, 10) if decades < 0.5 else (2, 3, 5) if decades < 1 else (2, 5) if decades < 2
+                        else ())
+            if mantissa not in labelled:
+                return ""
+        return f"{value:g}"
+
+
 def plain_log_scale(ax, axis: str = "x") -> None:
-    """Log scale labelled 1, 10, 100 (not 10^0), without minor labels."""
+    """Log scale with plain labels, enough of them to read even a span of less than a decade."""
     ax.set(**{f"{axis}scale": "log"})
     target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    target.set_minor_formatter(NullFormatter())
+    target.set_major_formatter(PlainLogFormatter())
+    target.set_minor_formatter(PlainLogFormatter(minor=True))
 
 
 def completed(jobs: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
@@ -270,7 +306,9 @@ def ab_differences(differences: pd.DataFrame, jobs: pd.DataFrame, label_a: str, 
         return None
     data = differences[differences["metric"].isin(["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"])].reset_index(drop=True)
     metrics = list(dict.fromkeys(data["metric"]))
-    figure, axes = new_figure(len(metrics), width=4.2, height=0.45 * data["pair"].nunique() + 2.5)
+    pairs = [textwrap.fill(pair, PAIR_LABEL_CHARS) for pair in dict.fromkeys(data["pair"])]
+    lines = sum(pair.count("\n") + 1 for pair in pairs)
+    figure, axes = new_figure(len(metrics), width=3.6, height=0.3 * lines + 0.25 * len(pairs) + 2.2)
     for ax, metric in zip(axes, metrics):
         rows = data[data["metric"] == metric].reset_index(drop=True)
         for significant, color in ((False, "tab:gray"), (True, "tab:red")):
@@ -278,10 +316,13 @@ def ab_differences(differences: pd.DataFrame, jobs: pd.DataFrame, label_a: str, 
             ax.errorbar(chosen["diff"], chosen.index, fmt="o", color=color, capsize=3,
                         xerr=[chosen["diff"] - chosen["ci_low"], chosen["ci_high"] - chosen["diff"]])
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(rows.index, rows["pair"] if ax is axes[0] else [""] * len(rows), fontsize="small")
-        ax.set(xlabel=f"{metric[:-3].upper()} {label_b} − {label_a} (ms)", title=metric[:-3].upper())
+        # the pair names once, left of the first panel; the folder names in the title, not on every axis
+        ax.set_yticks(rows.index, [textwrap.fill(p, PAIR_LABEL_CHARS) for p in rows["pair"]] if ax is axes[0]
+                      else [""] * len(rows), fontsize="small")
+        ax.set(xlabel="B − A (ms)", title=metric[:-3].upper())
+        ax.tick_params(axis="x", labelrotation=30)
     context = setting(jobs[jobs["label"].isin([label_a, label_b])])
-    figure.suptitle(f"A/B: {label_b} − {label_a} — {context}")
+    figure.suptitle(textwrap.fill(f"A/B: B = {label_b}, A = {label_a} — {context}", 40 * len(metrics)))
     return Plot(f"ab_{label_a}_vs_{label_b}".replace("/", "_").replace("#", "_"), figure,
                 f"Difference in {data['statistic'].iloc[0]} latency (ms) of {label_b} minus {label_a} per aligned "
                 f"job pair, with the 95% "
@@ -343,3 +384,163 @@ def fits_heatmap(fits_table: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
                 f"(columns): fits (green: TTFT p50 in s), preempts (orange: vLLM's preemptions over the job) or does "
                 f"not fit (red: the engine or a request failed); blank: not run. Each budget is emulated memory on "
                 f"{hardware}: the latencies are that GPU's compute under that memory, not a smaller card's; {context}.")
+
+
+def load_axis_label(load_key: str) -> str:
+    """The axis label of an override key that sets the offered load."""
+    return LOAD_AXES["concurrency" if load_key.rsplit(".", 1)[-1] == "concurrency" else "request_rate"]
+
+
+def distinct_parts(points: list[str]) -> list[str]:
+    """Each `k=v k=v` string with the items every string shares left out (what tells them apart)."""
+    items = [point.split() for point in points]
+    shared = set.intersection(*map(set, items)) if items else set()
+    return [" ".join(i for i in point if i not in shared) for point in items]
+
+
+def goodput_attainment(by_load: pd.DataFrame, goodput: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
+    """SLO attainment against the offered load per sweep, the 90% target and each sweep's DistServe
+    goodput marked (report/goodput.py computes both)."""
+    data = by_load.dropna(subset=["slo_attainment", "load_value"]) if len(by_load) else by_load
+    if data.empty:
+        return None
+    several_folders = data["label"].nunique() > 1
+    data = data.assign(series=[" · ".join(filter(None, (label if several_folders else "", rest))) or "all jobs"
+                               for label, rest in zip(data["label"], distinct_parts(list(data["sweep_point"])))])
+    keys = list(dict.fromkeys(data["load_key"]))
+    figure, axes = new_figure(len(keys), width=6.0)
+    palette = dict(zip(dict.fromkeys(data["series"]), sns.color_palette("deep", data["series"].nunique())))
+    for ax, key in zip(axes, keys):
+        for (label, point, series), sweep in data[data["load_key"] == key].groupby(
+                ["label", "sweep_point", "series"], sort=False):
+            sweep = sweep.sort_values("load_value")
+            ax.plot(sweep["load_value"], sweep["slo_attainment"], marker="o", color=palette[series], label=series)
+            best = goodput[(goodput["label"] == label) & (goodput["sweep_point"] == point)
+                           & (goodput["load_key"] == key)]["distserve_goodput"] if len(goodput) else pd.Series()
+            if len(best) and not pd.isna(best.iloc[0]):
+                at = sweep.loc[sweep["load_value"] == best.iloc[0], "slo_attainment"].iloc[0]
+                ax.scatter([best.iloc[0]], [at], marker="*", s=260, color=palette[series], edgecolor="black",
+                           zorder=3)
+                ax.annotate(f"goodput {best.iloc[0]:g}", (best.iloc[0], at), textcoords="offset points",
+                            xytext=(6, -14), fontsize="small")
+        ax.axhline(ATTAINMENT_TARGET, color="black", linestyle="--", linewidth=0.9,
+                   label=f"{ATTAINMENT_TARGET:.0%} target")
+        ax.set(xlabel=load_axis_label(key), ylabel="SLO attainment (share of measured requests)",
+               ylim=(-0.03, 1.05), title=f"SLO attainment vs {key}")
+        ax.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+        sweep_axis(ax, data.loc[data["load_key"] == key, "load_value"])
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    context = setting(completed(jobs))
+    figure.suptitle(f"SLO attainment and DistServe goodput — {context}")
+    return Plot("goodput_attainment", figure,
+                f"SLO attainment (share of measured requests meeting every SLO, mean over repeats) against the "
+                f"offered load per sweep; dashed: the {ATTAINMENT_TARGET:.0%} target; star: the DistServe goodput, "
+                f"the highest load whose attainment reaches it; {context}.")
+
+
+def latency_vs_throughput(jobs: pd.DataFrame) -> Plot | None:
+    """TTFT and TPOT (p50, p99) against output throughput across a load sweep's points, per series
+    (folder, engine, other swept keys), the Pareto-efficient points joined."""
+    axis = next((a for a in LOAD_AXES if a in jobs and completed(jobs, a)[a].nunique() > 1), None)
+    if axis is None or "out_tok_s" not in jobs:
+        return None
+    done = completed(jobs, axis)
+    done = done.assign(series=series_names(done, axis))
+    tail = "p99" if "ttft_p99_ms" in done and done["ttft_p99_ms"].notna().any() else "p95"
+    panels = [c for c in ("ttft_p50_ms", f"ttft_{tail}_ms", "tpot_p50_ms", f"tpot_{tail}_ms")
+              if c in done and done[c].notna().any()]
+    if not panels:
+        return None
+    points = done.groupby(["series", axis], as_index=False, sort=False)[["out_tok_s", *panels]].mean()
+    palette = dict(zip(dict.fromkeys(points["series"]), sns.color_palette("deep", points["series"].nunique())))
+    figure, axes = new_figure(len(panels), width=4.4)
+    for ax, column in zip(axes, panels):
+        for series, sweep in points.groupby("series", sort=False):
+            sweep = sweep.dropna(subset=["out_tok_s", column]).sort_values("out_tok_s")
+            efficient = pareto_efficient(sweep["out_tok_s"], sweep[column])
+            ax.scatter(sweep["out_tok_s"], sweep[column], color=palette[series], facecolors="none", s=36)
+            ax.plot(sweep["out_tok_s"][efficient], sweep[column][efficient], marker="o", color=palette[series],
+                    label=series)
+            for x, y, load in zip(sweep["out_tok_s"], sweep[column], sweep[axis]):
+                ax.annotate(f"{load:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small",
+                            color=palette[series])
+        metric, percentile = column.split("_")[:2]
+        ax.set(xlabel="output throughput (tokens/s)", ylabel=f"{metric.upper()} {percentile} (ms)",
+               title=f"{metric.upper()} {percentile}")
+        values = pd.to_numeric(points[column], errors="coerce").dropna()
+        if len(values) and values.min() > 0 and values.max() / values.min() >= 10:
+            plain_log_scale(ax, "y")
+    if points["series"].nunique() > 1:
+        axes[-1].legend(fontsize="small")
+        legend_outside(axes)
+    context = setting(done)
+    axis_name = LOAD_AXES[axis].split(" (")[0]
+    figure.suptitle(f"Latency vs throughput across {axis_name} — {context}")
+    return Plot("latency_vs_throughput", figure,
+                f"TTFT and TPOT (ms, p50 and {tail}) against output throughput (tokens/s), one point per {axis_name} "
+                f"(the number beside it; repeats averaged); filled and joined: the Pareto-efficient points (no "
+                f"other point has more throughput and less latency), hollow: dominated ones; {context}.")
+
+
+def timeline_sample(requests: pd.DataFrame, limit: int = MAX_TIMELINE_REQUESTS) -> tuple[pd.DataFrame, str]:
+    """The requests a timeline draws, by arrival (every k-th when there are more than `limit`), and
+    what the caption says about them."""
+    ordered = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    if len(ordered) <= limit:
+        return ordered, f"all {len(ordered)} measured requests"
+    step = math.ceil(len(ordered) / limit)
+    sample = ordered.iloc[::step].reset_index(drop=True)
+    return sample, f"a sample of {len(sample)} of the {len(ordered)} measured requests (every {step}th by arrival)"
+
+
+def request_timeline(requests: pd.DataFrame, job: pd.Series, limit: int = MAX_TIMELINE_REQUESTS) -> Plot | None:
+    """One job's requests over time: queue (arrival -> dispatch), prefill (dispatch -> first token)
+    and decode (first -> last token) bars, one row per request in arrival order (requests.parquet)."""
+    needed = {start for _, start, _, _ in TIMELINE_PHASES} | {end for _, _, end, _ in TIMELINE_PHASES}
+    if requests.empty or not needed <= set(requests.columns):
+        return None
+    shown, sampled = timeline_sample(requests, limit)
+    figure, axes = new_figure(1, width=9.0, height=min(10.0, 2.2 + 0.035 * len(shown)))
+    ax = axes[0]
+    rows = np.arange(len(shown))
+    for phase, start, end, color in TIMELINE_PHASES:
+        width = (shown[end] - shown[start]).clip(lower=0)
+        ax.barh(rows, width, left=shown[start], height=0.8, color=color, label=phase, linewidth=0)
+    failed = ~shown["ok"].astype(bool) if "ok" in shown else pd.Series(False, index=shown.index)
+    if failed.any():
+        ax.scatter(shown.loc[failed, "dispatch_s"], rows[failed.to_numpy()], marker="x", color="tab:red",
+                   label="failed", zorder=3)
+    ax.invert_yaxis()
+    ax.set(xlabel="time since the job's measurement began (s)", ylabel="request (in arrival order)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
+    context = setting(job.to_frame().T)
+    figure.suptitle(textwrap.fill(f"Request timeline: {job['label']}, job {job['job']} — {context}", 110),
+                    fontsize="medium")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"timeline_{job['label']}_{str(job['job']).split('_')[0]}")
+    return Plot(stem, figure,
+                f"Per-request timeline of job {job['job']} ({job['label']}): queue (arrival to dispatch), prefill "
+                f"(dispatch to first token) and decode (first to last token) over time (s), one row per request; "
+                f"{sampled}; {context}.")
+
+
+def prefix_cache_by_turn(by_turn: pd.DataFrame, jobs: pd.DataFrame) -> Plot | None:
+    """Prefix-cache hit rate (share of prompt tokens served from the cache) per turn of multi-turn sessions."""
+    if by_turn.empty or by_turn["turn"].nunique() < 2:
+        return None
+    done = completed(jobs)
+    names = dict(zip(zip(done["label"], done["job"]), series_names(done)))
+    data = by_turn.assign(series=[names.get(key, f"{key[0]}/{key[1]}") for key in zip(by_turn["label"],
+                                                                                      by_turn["job"])])
+    figure, axes = new_figure(1, width=6.5)
+    sns.lineplot(data=data, x="turn", y="hit_rate", hue="series" if data["series"].nunique() > 1 else None,
+                 marker="o", errorbar=None, ax=axes[0])
+    axes[0].set(xlabel="turn of the session", ylabel="prefix-cache hit rate (share of prompt tokens)",
+                ylim=(-0.03, 1.03))
+    axes[0].yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes[0].set_xticks(sorted(data["turn"].unique()))
+    legend_outside(axes)
+    context = setting(done)
+    figure.suptitle(f"Prefix-cache hit rate per turn — {context}")
+    return Plot("prefix_cache_by_turn", figure,
+                f"Prompt tokens the engine served from its prefix cache over all prompt tokens (its own "
+                f"num_cached_tokens), per turn of the multi-turn sessions, measured requests; {context}.")

@@ -2,17 +2,18 @@
 
 Repeats are pooled across the folders given (a sweep run twice gives four repeats, not two pairs).
 Per point, the coefficient of variation (sample std / mean) across repeats of the TTFT and TPOT
-p50, flagged above 5% (the plan's bar for a stable measurement). Points with one job are left out.
+p50, flagged above CV_LIMIT (5%, the plan's bar for a stable measurement: metrics/measurement_warnings.py).
+Points with one job are left out.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from context_research.metrics.measurement_warnings import CV_LIMIT
 from context_research.report.alignment import repeat_group
 from context_research.report.loader import unique_jobs
 
-CV_LIMIT = 0.05
 METRICS = ("ttft_p50_ms", "tpot_p50_ms")
 
 

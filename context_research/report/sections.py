@@ -5,12 +5,15 @@ not apply to these runs. `SECTIONS` is the report, in order; a new view is a new
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from context_research.metrics import prefix_cache
+from context_research.metrics.measurement_warnings import CV_LIMIT
 from context_research.records.atomic import write_json_atomic
 from context_research.report import plots
 from context_research.report.compare import compare_folders, scheduler_deltas
@@ -18,7 +21,7 @@ from context_research.report.document import Image, Section, Table
 from context_research.report.goodput import attainment_by_load, distserve_goodput
 from context_research.report.http_cost import http_cost_table
 from context_research.report.loader import csv_ready, load_requests
-from context_research.report.repeats import CV_LIMIT, repeat_variance
+from context_research.report.repeats import repeat_variance
 from context_research.report.roofline import roofline_table
 from context_research.report.sweep_timing import sweep_timing
 from context_research.report.tables import (E7_NAMES, KV_CAPACITY_TOLERANCE_PCT, TABLES, WEIGHTS_TOLERANCE_PCT,
@@ -28,6 +31,8 @@ JOB_COLUMNS = ("label", "job", "status", "prompt_len", "output_len", "concurrenc
                "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "itl_p95_ms", "e2e_p50_ms", "req_s",
                "out_tok_s", "passed")
 ECDF_COLUMNS = ["phase", "ok", "ttft_ms", "tpot_ms"]
+TIMELINE_COLUMNS = ["phase", "ok", "arrival_s", "dispatch_s", "first_token_s", "last_token_s"]
+CACHE_COLUMNS = ["phase", "ok", "prompt_tokens", prefix_cache.CACHED_TOKENS, "session_id", "turn"]
 DEFINITIONS = (
     "Per request, all times from one monotonic clock: arrival, dispatch (handed to the engine), first_token, "
     "last_token. TTFT = first_token - dispatch; queue_wait = dispatch - arrival (reported, not hidden). "
@@ -220,7 +225,6 @@ def ab_sections(report: ReportContext) -> list[Section]:
     return sections
 
 
-
 def scheduler_section(report: ReportContext) -> Section | None:
     deltas = scheduler_deltas(report.jobs)
     if not len(deltas):
@@ -238,17 +242,122 @@ def goodput_section(report: ReportContext) -> Section | None:
     if not len(goodput):
         return None
     report.write_csv(goodput, "goodput.csv")
-    return Section("DistServe goodput", [
+    by_load = attainment_by_load(report.jobs)
+    section = Section("DistServe goodput", [
         "The highest load of each rate or concurrency sweep at which SLO attainment >= 90% "
         "(mean over repeats), and the request rate measured there.", Table(goodput),
-        Table(attainment_by_load(report.jobs), "SLO attainment per load")])
+        Table(by_load, "SLO attainment per load")])
+    plot = plots.goodput_attainment(by_load, goodput, report.jobs)
+    if plot is not None:
+        section.blocks.append(report.save_plot(plot))
+    return section
+
+
+def latency_throughput_section(report: ReportContext) -> Section | None:
+    """The Pareto curve of latency against throughput across a load sweep's points."""
+    plot = plots.latency_vs_throughput(report.jobs)
+    if plot is None:
+        return None
+    return Section("Latency vs throughput", [
+        "Each load sweep's points by output throughput and latency: the Pareto-efficient points (no other "
+        "point of the sweep has more throughput and less latency) are the operating points worth choosing.",
+        report.save_plot(plot)])
+
+
+def timeline_jobs(jobs: pd.DataFrame) -> list:
+    """Per folder, the index of the job a timeline shows: the completed one under the highest load
+    (the most contention), else the first completed one."""
+    done = jobs[(jobs["status"] == "completed") & jobs["has_requests"]]
+    chosen = []
+    for _, folder in done.groupby("label", sort=False):
+        axis = next((a for a in plots.LOAD_AXES if a in folder and folder[a].nunique() > 1), None)
+        chosen.append(pd.to_numeric(folder[axis], errors="coerce").idxmax() if axis else folder.index[0])
+    return chosen
+
+
+def timeline_section(report: ReportContext) -> Section | None:
+    """Queue, prefill and decode of each request over time, for one job per folder."""
+    blocks: list = []
+    for index in timeline_jobs(report.jobs):
+        requests = load_requests(report.jobs.loc[[index]], columns=TIMELINE_COLUMNS)
+        plot = plots.request_timeline(requests, report.jobs.loc[index])
+        if plot is not None:
+            blocks.append(report.save_plot(plot))
+    if not blocks:
+        return None
+    return Section("Request timeline", [
+        "Per folder, the job under the highest load (else its first job): where each measured request spent "
+        "its time (plots.request_timeline draws any job).", *blocks])
+
+
+def prefix_cache_section(report: ReportContext) -> Section | None:
+    """Prefix-cache hit rates the engines reported: per job, and per turn and session of multi-turn runs."""
+    jobs = report.jobs
+    if "prefix_cache_hit_rate" not in jobs or jobs["prefix_cache_hit_rate"].isna().all():
+        return None
+    reported = jobs[jobs["prefix_cache_hit_rate"].notna()]
+    table = reported[present_columns(reported, ("label", "job", "engine", "prefix_cache_hit_rate",
+                                                "cached_prompt_tokens", "measured_prompt_tokens"))]
+    report.write_csv(table, "prefix_cache.csv")
+    section = Section("Prefix cache", [
+        "Prompt tokens the engine served from its prefix cache over all prompt tokens of the measured requests "
+        "(the engine's own num_cached_tokens per request).", Table(table.reset_index(drop=True))])
+    requests = load_requests(reported, columns=CACHE_COLUMNS)
+    if "turn" in requests and requests["turn"].notna().any():
+        requests = requests[requests["ok"].astype(bool) & requests["turn"].notna()]
+        by_turn = (requests.groupby(["label", "job", "turn"])[["prompt_tokens", prefix_cache.CACHED_TOKENS]]
+                   .apply(prefix_cache.hit_rate).rename("hit_rate").reset_index())
+        by_session = (requests.groupby(["label", "job", "session_id"])[["prompt_tokens", prefix_cache.CACHED_TOKENS]]
+                      .apply(prefix_cache.hit_rate).groupby(["label", "job"])
+                      .describe(percentiles=[0.5])[["count", "min", "50%", "max"]]
+                      .rename(columns={"count": "sessions", "50%": "p50"}).reset_index())
+        report.write_csv(by_turn, "prefix_cache_by_turn.csv")
+        section.blocks += [Table(by_turn.pivot(index=["label", "job"], columns="turn", values="hit_rate")
+                                 .rename(columns=lambda turn: f"turn {int(turn)}").reset_index(), "hit rate per turn"),
+                           Table(by_session, "hit rate per session (over the sessions of each job)")]
+        plot = plots.prefix_cache_by_turn(by_turn, report.jobs)
+        if plot is not None:
+            section.blocks.append(report.save_plot(plot))
+    return section
+
+
+def warnings_section(report: ReportContext) -> Section | None:
+    """What makes figures less than they look: each job's recorded warnings and the repeats whose
+    variation is above the plan's bar."""
+    rows = []
+    if "warnings" in report.jobs:
+        for _, job in report.jobs.iterrows():
+            for warning in job_warnings(job["warnings"]):
+                rows.append({"label": job["label"], "jobs": job["job"], "warning": warning})
+    repeats = repeat_variance(report.jobs)
+    for _, point in (repeats[repeats["above_limit"]].iterrows() if len(repeats) else ()):
+        cvs = ", ".join(f"{c[:-3]} {point[c]:.1%}" for c in point.index if c.endswith("_cv"))
+        rows.append({"label": point["folders"], "jobs": point["point"],
+                     "warning": f"CV across {point['n_repeats']} repeats above {CV_LIMIT:.0%}: {cvs}"})
+    if not rows:
+        return None
+    # one row per warning and folder, naming the jobs it concerns (by their sweep number where they have one)
+    table = (pd.DataFrame(rows).groupby(["label", "warning"], sort=False)["jobs"]
+             .agg(lambda jobs: ", ".join(str(j).split("_")[0] for j in jobs) if len(jobs) > 1 else jobs.iloc[0])
+             .reset_index()[["label", "jobs", "warning"]])
+    return Section("Warnings", ["Percentiles from too few measured requests, and measurements less stable than "
+                                f"the plan's bar (CV above {CV_LIMIT:.0%}).", Table(table)])
+
+
+def job_warnings(value) -> list[str]:
+    """A job's `warnings` column (the loader writes lists as JSON text) as a list."""
+    if isinstance(value, str):
+        return list(json.loads(value))
+    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 def roofline_section(report: ReportContext) -> Section | None:
     roofline = roofline_table(report.jobs)
     if not len(roofline):
         return None
-    return Section("Roofline", ["Measured p50 over the roofline floor the benchmark computed (ms).", Table(roofline)])
+    return Section("Roofline", [
+        "Measured p50 over the roofline floor the benchmark computed (ms), for the jobs whose hardware's peaks "
+        "are known (a CPU run has no GPU floors).", Table(roofline)])
 
 
 def http_cost_section(report: ReportContext) -> Section | None:
@@ -273,6 +382,7 @@ def definitions_section(report: ReportContext) -> Section:
 SECTIONS: list[SectionBuilder] = [
     runs_section,
     failures_section,
+    warnings_section,
     jobs_section,
     experiment_sections,
     fits_section,
@@ -281,6 +391,9 @@ SECTIONS: list[SectionBuilder] = [
     ab_sections,
     scheduler_section,
     goodput_section,
+    latency_throughput_section,
+    timeline_section,
+    prefix_cache_section,
     roofline_section,
     http_cost_section,
     capability_section,

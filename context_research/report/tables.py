@@ -44,6 +44,10 @@ TABLES: dict[str, ExperimentTable] = {
     "e2": ExperimentTable("summary.csv", (
         "concurrency", "prompt_len", "req_s", "out_tok_s", "total_tok_s", "ttft_p95_ms", "tpot_p95_ms",
         "itl_p95_ms", "slo_attainment", "goodput_req_s", "kv_load"), ("prompt_len", "concurrency")),
+    "e2_rate": ExperimentTable("summary.csv", (
+        "request_rate", "burstiness", "prompt_len", "req_s", "out_tok_s", "total_tok_s", "ttft_p50_ms", "ttft_p99_ms",
+        "tpot_p50_ms", "tpot_p99_ms", "queue_wait_p99_ms", "mean_concurrency", "slo_attainment", "goodput_req_s",
+        "kv_load"), ("burstiness", "request_rate")),
     "e3": ExperimentTable("summary.csv", (
         "engine", "scheduler", "prompt_len", "concurrency", "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms",
         "tpot_p95_ms", "goodput_req_s", "kv_gb_per_req", "kv_transfer_ms_p50", "stall_ratio"),

@@ -59,6 +59,8 @@ class HFBackend(ServingBackend):
 
         device = self.config.device
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if self.device.type == "cpu" and self.config.cpu_threads:
+            torch.set_num_threads(self.config.cpu_threads)
         self.dtype = getattr(torch, self.model_config.engine_dtype(self.config.dtype, self.device.type == "cuda"))
         if self.device.type == "cuda":
             self._cap_memory()
@@ -108,9 +110,12 @@ class HFBackend(ServingBackend):
         self.memory.close_phase("warmup")
 
     def describe(self) -> dict[str, Any]:
+        import torch
+
         return {"engine": "hf", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "quantization": self.model_config.quantization, "attn_implementation": self.config.attn_implementation,
-                "cache_keyword": self._cache_keyword, "memory_budget": self.memory_budget()}
+                "cache_keyword": self._cache_keyword, "memory_budget": self.memory_budget(),
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None}
 
     def memory_budget(self) -> dict[str, Any] | None:
         if self.budget is None:
