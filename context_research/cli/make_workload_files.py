@@ -21,7 +21,7 @@ from pathlib import Path
 
 from context_research.cli.errors import USER_ERROR
 from context_research.workloads.generator import (MOONCAKE_FILE, SHAREGPT_FILE, ConversationShape, TraceShape,
-                                                  mooncake_records, prefix_reuse, sharegpt_conversations,
+                                                  mooncake_records, prefix_reuse, sharegpt_records,
                                                   write_mooncake, write_sharegpt)
 from context_research.workloads.traces import MOONCAKE_BLOCK_TOKENS
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return USER_ERROR
-    conversations = sharegpt_conversations(conversation, args.seed)
+    conversations = sharegpt_records(conversation, args.seed)
     records = mooncake_records(trace, args.seed)
     try:
         args.out.mkdir(parents=True, exist_ok=True)

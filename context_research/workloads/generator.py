@@ -1,7 +1,7 @@
 """Workload files in their published formats, generated from a seed, for runs that must not download
 data (E8): a ShareGPT JSON of multi-turn conversations and a Mooncake trace JSONL with realistic reuse.
 
-ShareGPT (`sharegpt_conversations`): a JSON list of {"id", "conversations": [{"from": "human" | "gpt",
+ShareGPT (`sharegpt_records`): a JSON list of {"id", "conversations": [{"from": "human" | "gpt",
 "value"}]}, each conversation `min_turns`..`max_turns` exchanges (a human turn, then a gpt turn) of
 pseudo-English: sentences of words drawn from the noun, adjective and verb lists that ship with the
 `wonderwords` package (the corpus the project-built tokenizer is trained on: `model.tokenizer=built`
@@ -108,7 +108,7 @@ class PseudoEnglish:
         return " ".join(sentences)
 
 
-def sharegpt_conversations(shape: ConversationShape, seed: int) -> list[dict[str, Any]]:
+def sharegpt_records(shape: ConversationShape, seed: int) -> list[dict[str, Any]]:
     """The ShareGPT records of `shape` (see the module docstring)."""
     rng = np.random.default_rng([seed, 0])
     text = PseudoEnglish()
