@@ -48,11 +48,22 @@ def test_every_experiment_composes(experiment):
     assert cfg.name == experiment
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """paths.data_dir for the presets that read files there: E8's, generated at CI sizes."""
+    from context_research.cli.make_workload_files import main as make_workload_files
+    from tests.workloads.test_generator import TINY_ARGS
+
+    data = tmp_path_factory.mktemp("data")
+    assert make_workload_files(["--out", str(data / "e8"), *TINY_ARGS]) == 0
+    return data
+
+
 @pytest.mark.parametrize("specialisation", options("experiment_serving"))
-def test_every_experiment_serving_specialisation_composes_and_validates(specialisation):
+def test_every_experiment_serving_specialisation_composes_and_validates(specialisation, data_dir):
     # conf/experiment_serving/<experiment>_<serving>.yaml: chosen by the root defaults list for that pair
     experiment, serving = specialisation.split("_", 1)
-    cfg = compose_config([f"experiment={experiment}", *overrides_for("serving", serving)])
+    cfg = compose_config([f"experiment={experiment}", *overrides_for("serving", serving), f"paths.data_dir={data_dir}"])
     validate_on_this_host(cfg)
     specialised = OmegaConf.load(CONF / "experiment_serving" / f"{specialisation}.yaml")
     assert {key: cfg.serving[key] for key in specialised} == dict(specialised)

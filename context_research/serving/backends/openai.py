@@ -13,7 +13,9 @@ body is stamped the moment its bytes arrive, before they are parsed, and every s
 those bytes that carries output tokens gets that time (`CompletionStream`). TTFT, ITL and TPOT then
 follow from `GenerationResult.from_outputs` as for every engine: ITL is the gap between chunks, TPOT
 uses the output token count (the streamed token ids where the server sends them, vLLM's
-`return_token_ids`; else the server's usage).
+`return_token_ids`; else the server's usage). Where the usage says how many prompt tokens the server
+found in its prefix cache (`prompt_tokens_details.cached_tokens`: vLLM with `--enable-prompt-tokens-details`,
+which leaves it out when there were none) the row carries it as `num_cached_tokens`, as in process.
 
 Failures are results, never exceptions: an HTTP error status (its code and the server's message),
 a refused connection, a timeout (connect, between chunks, total), an error event inside the stream
@@ -193,6 +195,9 @@ class CompletionStream:
                    "usage_completion_tokens": usage_completion}
         if prompt_ids is not None:
             details["prompt_tokens_sent"] = len(prompt_ids)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is not None:  # the prefix-cache hits the server counted (vLLM: --enable-prompt-tokens-details)
+            details["num_cached_tokens"] = cached
         if self.ids_streamed and usage_completion is not None:
             details["usage_mismatch"] = usage_completion != count
         result = GenerationResult.from_outputs(request, prompt_tokens, token_ids, times, dispatch, text=text,
