@@ -93,5 +93,5 @@ def _empty_cuda_cache() -> None:
     import sys
 
     torch = sys.modules.get("torch")  # only if an engine already imported it (app.run_job imports it whole)
-    if torch is not None and torch.cuda.is_available():
+    if torch is not None and torch.cuda.is_initialized():  # is_available() would poison later forks
         torch.cuda.empty_cache()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
+from context_research import devices
 from context_research.requests import GenerationRequest
 from context_research.serving.schedulers.disaggregated import DisaggregatedScheduler
 from context_research.workloads.synthetic import synthetic_prompts, token_id_range
@@ -28,7 +28,7 @@ MIN_RATE_GB_S = 300.0
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
-    if torch.cuda.device_count() < 2:
+    if devices.visible_gpu_count() < 2:  # NVML: torch.cuda would make later vLLM forks fail
         pytest.skip("needs two GPUs")
     model = typed(["model=qwen3_8b"], "model")
     cache = tmp_path_factory.mktemp("cache")

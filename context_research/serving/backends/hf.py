@@ -96,7 +96,7 @@ class HFBackend(ServingBackend):
         try:
             import torch
 
-            if torch.cuda.is_available():
+            if torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
                 if self.budget is not None and self.budget.emulated:  # what runs next gets the whole GPU
                     torch.cuda.set_per_process_memory_fraction(1.0, self._cuda_index)

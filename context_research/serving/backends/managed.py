@@ -139,13 +139,12 @@ class TransformersServerBackend(ManagedServerBackend):
         return AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
 
     def server_command(self, port: int) -> tuple[list[str], dict[str, str]]:
-        import torch
-
         from context_research.serving.model_source import materialize_model_dir
 
         config = self.config
         self.model_dir = materialize_model_dir(self.model_config, self.cache_dir, config.seed)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+        # the server's GPU, read through NVML: torch.cuda here would make a later vLLM engine's fork fail
+        self.device = ("cuda" if devices.visible_gpu_count() else "cpu") if config.device == "auto" else config.device
         self.dtype = config.dtype if config.dtype != "auto" else (
             self.model_config.dtype if self.device.startswith("cuda") else "float32")  # serving=hf's rule
         self.served_model = str(self.model_dir)  # a pinned server answers to the name it was given only
