@@ -38,13 +38,14 @@ def job(cache, checkpoint, *overrides: str) -> dict:
                                     f"paths.cache_dir={cache}", *overrides]))
 
 
-def serve(groups: dict, requests: list[GenerationRequest]):
-    """Each request in turn through the job's scheduler (its engines started, or reused, by the cache)."""
+def serve(groups: dict, requests: list[GenerationRequest], observe=lambda scheduler: None):
+    """Each request in turn through the job's scheduler (its engines started, or reused, by the cache),
+    and what `observe` reads of the scheduler before it closes (closing drops its broker)."""
     scheduler = build(groups["scheduler"])
     engines, _ = build_engines(groups, scheduler)
     scheduler.bind(engines)
     try:
-        return [scheduler.generate(request) for request in requests], scheduler
+        return [scheduler.generate(request) for request in requests], observe(scheduler)
     finally:
         scheduler.close()
 
@@ -61,10 +62,10 @@ def runs(tmp_path_factory):
                 for n, [ids] in ((n, synthetic_prompts(1, n, token_id_range(model.config_json), seed=0))
                                  for n in PROMPT_LENS)]
     try:
-        disaggregated, scheduler = serve(job(cache, checkpoint, "scheduler=disaggregated_nixl",
-                                             "scheduler.shared_device_memory_utilization=0.3"), requests)
-        per_token = scheduler.broker.kv_bytes_per_token
-        block_size = scheduler.engines["decode"].describe()["block_size"]
+        disaggregated, (per_token, block_size) = serve(
+            job(cache, checkpoint, "scheduler=disaggregated_nixl", "scheduler.shared_device_memory_utilization=0.3"),
+            requests, lambda scheduler: (scheduler.broker.kv_bytes_per_token,
+                                         scheduler.engines["decode"].describe()["block_size"]))
         aggregated, _ = serve(job(cache, checkpoint, "scheduler=aggregated"), requests)
     finally:
         engine_cache.release_all()
