@@ -30,7 +30,7 @@ from omegaconf import OmegaConf, grammar_parser
 from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser
 
 from context_research.config.resolvers import RESOLVERS, register_resolvers
-from context_research.metrics.schema import Summary
+from context_research.metrics.schema import LoadSection, Summary
 from context_research.records.run_record import (ATTEMPTS, MANIFEST, REQUESTS, DamagedRecord, completed_record_problem,
                                                  read_manifest, read_summary)
 from context_research.report.alignment import parse_overrides
@@ -44,6 +44,10 @@ OBJECT_COLUMNS = ("config", "override_map")
 # identity columns taken from the summary, or from the resolved config when a job wrote no summary
 IDENTITY = {"model": "model.name", "engine": "serving.engine", "scheduler": "scheduler.name",
             "benchmark": "benchmark.name"}
+# top-level sweep axes whose value is what the job's load section recorded as applied, when it has one:
+# a trace replay applies no `concurrency`, a data set's prompts no `prompt_len` (null there: the
+# config's value is a default the run never used)
+APPLIED_LOAD_AXES = ("concurrency", "request_rate", "burstiness", "prompt_len", "output_len", "shared_prefix_len")
 
 
 def find_job_dirs(folder: str | Path) -> list[Path]:
@@ -214,7 +218,8 @@ def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
         problem = completed_record_problem(job_dir)
         if problem:
             return unreadable_row(job_dir, folder, label, problem)
-    summary = (read_summary(job_dir) or Summary.from_json({})).columns()  # any schema version
+    recorded = read_summary(job_dir) or Summary.from_json({})
+    summary = recorded.columns()  # any schema version
     config = read_config(job_dir, manifest)
     if manifest is None:
         overrides_path = job_dir / HYDRA_DIR / "overrides.yaml"
@@ -230,6 +235,7 @@ def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
     row["gpu"] = gpu_name(manifest)
     row["overrides"] = " ".join(manifest.get("overrides") or [])
     row.update({k: v for k, v in config.items() if k != "name" and not isinstance(v, (dict, list))})
+    row.update(applied_load(recorded, row))
     row.update({f"choice.{group}": value for group, value in read_choices(job_dir, manifest).items()})
     git = manifest.get("git") or {}
     row.update(started=manifest.get("started"), ended=manifest.get("ended"), config_hash=manifest.get("config_hash"),
@@ -241,6 +247,17 @@ def recorded_job_row(job_dir: Path, folder: Path, label: str) -> dict[str, Any]:
     row["config"] = config
     row["override_map"] = parse_overrides(manifest.get("overrides") or [])
     return row
+
+
+def applied_load(summary: Summary, row: dict[str, Any]) -> dict[str, Any]:
+    """The load axes the summary's load section recorded (NaN where it applied none), for those of
+    `row`'s top-level config axes it records; nothing for a summary without one, or written before
+    the schema (whose flat keys do not say what was applied)."""
+    load = summary.get(LoadSection)
+    if load is None or summary.schema_version is None:
+        return {}
+    values = {axis: getattr(load, axis) for axis in APPLIED_LOAD_AXES if axis in row}
+    return {axis: math.nan if value is None else value for axis, value in values.items()}
 
 
 def folder_labels(folders: list[Path], names: dict[Path, str] | None = None) -> list[str]:

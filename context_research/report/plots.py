@@ -483,14 +483,16 @@ def latency_vs_throughput(jobs: pd.DataFrame) -> Plot | None:
 
 
 def timeline_sample(requests: pd.DataFrame, limit: int = MAX_TIMELINE_REQUESTS) -> tuple[pd.DataFrame, str]:
-    """The requests a timeline draws, by arrival (every k-th when there are more than `limit`), and
-    what the caption says about them."""
+    """The requests a timeline draws, by arrival (`limit` of them evenly spaced in arrival order, the
+    first included, when there are more), and what the caption says about them."""
     ordered = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
     if len(ordered) <= limit:
         return ordered, f"all {len(ordered)} measured requests"
-    step = math.ceil(len(ordered) / limit)
-    sample = ordered.iloc[::step].reset_index(drop=True)
-    return sample, f"a sample of {len(sample)} of the {len(ordered)} measured requests (every {step}th by arrival)"
+    # the i-th drawn is the floor(i x n / limit)-th: distinct, every k-th exactly when n = k x limit
+    picked = np.arange(limit) * len(ordered) // limit
+    sample = ordered.iloc[picked].reset_index(drop=True)
+    return sample, (f"a sample of {len(sample)} of the {len(ordered)} measured requests, evenly spaced in arrival "
+                    f"order")
 
 
 def request_timeline(requests: pd.DataFrame, job: pd.Series, limit: int = MAX_TIMELINE_REQUESTS) -> Plot | None:

@@ -264,15 +264,20 @@ def latency_throughput_section(report: ReportContext) -> Section | None:
         report.save_plot(plot)])
 
 
+# what makes two jobs of a folder different workloads, each worth its own timeline (E8's trace and sessions)
+WORKLOAD_COLUMNS = ("arrival_process", "workload_source")
+
+
 def timeline_jobs(jobs: pd.DataFrame) -> list:
-    """Per folder, the index of the job a timeline shows: the completed one under the highest load
-    (the most contention), else the first completed one."""
+    """Per folder and workload (arrival process and data source), the index of the job a timeline
+    shows: the completed one under the highest load (the most contention), else the first completed one."""
     done = jobs[(jobs["status"] == "completed") & jobs["has_requests"]]
+    workload = [c for c in WORKLOAD_COLUMNS if c in done]
     chosen = []
-    for _, folder in done.groupby("label", sort=False):
-        axis = next((a for a in plots.LOAD_AXES if a in folder and folder[a].nunique() > 1), None)
-        chosen.append(pd.to_numeric(folder[axis], errors="coerce").idxmax() if axis else folder.index[0])
-    return chosen
+    for _, group in done.groupby(["label", *workload], sort=False, dropna=False):
+        axis = next((a for a in plots.LOAD_AXES if a in group and group[a].nunique() > 1), None)
+        chosen.append(pd.to_numeric(group[axis], errors="coerce").idxmax() if axis else group.index[0])
+    return sorted(chosen)
 
 
 def timeline_section(report: ReportContext) -> Section | None:
@@ -286,8 +291,8 @@ def timeline_section(report: ReportContext) -> Section | None:
     if not blocks:
         return None
     return Section("Request timeline", [
-        "Per folder, the job under the highest load (else its first job): where each measured request spent "
-        "its time (plots.request_timeline draws any job).", *blocks])
+        "Per folder and workload (arrival process and data source), the job under the highest load (else its "
+        "first job): where each measured request spent its time (plots.request_timeline draws any job).", *blocks])
 
 
 def prefix_cache_section(report: ReportContext) -> Section | None:

@@ -67,6 +67,16 @@ TABLES: dict[str, ExperimentTable] = {
         "weights_gb", "weights_predicted_gb", "weights_error_pct", "kv_bytes_per_token_measured",
         "kv_bytes_per_token_predicted", "outcome", "compute_hardware", "memory_hardware"),
         ("budget_gb", "precision", "prompt_len", "concurrency")),
+    # real workloads over HTTP: per workload (and sessions' concurrency), the latency, the rates, the prefix
+    # cache's hit rate per request and from the server's /metrics, how late the sends were (queue_wait) and
+    # what the sessions were
+    "e8": ExperimentTable("summary.csv", (
+        "arrival_process", "workload_source", "concurrency", "time_scale", "n_ok", "n_errors", "req_s", "out_tok_s",
+        "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "itl_p50_ms", "itl_p99_ms", "e2e_p50_ms",
+        "e2e_p99_ms", "queue_wait_p50_ms", "queue_wait_p99_ms", "prefix_cache_hit_rate", "server_prefix_cache_hit_rate",
+        "cached_prompt_tokens", "measured_prompt_tokens", "server_kv_cache_usage_peak", "server_preemptions",
+        "n_skipped_records", "n_sessions", "turns_per_session_mean", "session_p50_s", "session_p95_s"),
+        ("workload_source", "concurrency")),
 }
 TABLES["e7_quick"] = TABLES["e7"]  # E7 reduced to a few minutes of device time: the same table
 E7_NAMES = ("e7", "e7_quick")

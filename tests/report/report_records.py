@@ -13,6 +13,11 @@ import yaml
 
 from context_research.metrics.schema import LatencySection, Summary
 
+# a real GPU run: E8's trace and sessions jobs on one H200 (tests/fixtures/e8_h200/README.md)
+E8_H200 = Path(__file__).resolve().parents[1] / "fixtures" / "e8_h200"
+TRACE_JOB, SESSIONS_JOB = (f"{n}_e8_workload={part},model.load_format=dummy,model=qwen3_8b,serving=vllm_server"
+                           for n, part in enumerate(("trace", "sessions")))
+
 # prompt lengths of the two E1 multiruns the tests run (conftest.run_folders): B doubles A
 A_LENGTHS, B_LENGTHS = (384, 768), (768, 1536)
 

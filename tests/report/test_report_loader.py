@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 import yaml
-from tests.report.report_records import A_LENGTHS, job_config, write_record
+from tests.report.report_records import A_LENGTHS, E8_H200, SESSIONS_JOB, TRACE_JOB, job_config, write_record
 
 from context_research.report.loader import load_jobs, load_requests
 
@@ -19,6 +19,18 @@ def test_one_row_per_job_with_config_axes_and_identity(run_folders):
     for overrides in jobs["override_map"]:  # Hydra's and the paths keys never identify a job
         assert set(overrides) == {"experiment", "prompt_len", "seed", "output_len", "repeats", "benchmark.warmup"}
     assert jobs["run_id"].str.match(r"run-\d{8}T\d+Z-[0-9a-f]{8}").all()
+
+
+def test_axes_a_job_did_not_apply_are_not_its_figures():
+    """A trace replay applies no concurrency and a data set's prompts no prompt_len or output_len: the
+    config's top-level defaults (16, 64, 16) are not the job's figures, its load section's are."""
+    jobs = load_jobs([E8_H200]).set_index("job")
+    for job in (TRACE_JOB, SESSIONS_JOB):
+        config = jobs.loc[job, "config"]
+        assert (config["concurrency"], config["prompt_len"], config["output_len"]) == (16, 64, 16)
+        assert pd.isna(jobs.loc[job, "prompt_len"]) and pd.isna(jobs.loc[job, "output_len"])
+    assert pd.isna(jobs.loc[TRACE_JOB, "concurrency"]) and jobs.loc[TRACE_JOB, "time_scale"] == 1.0
+    assert jobs.loc[SESSIONS_JOB, "concurrency"] == 16  # conversations at once: the sessions' load axis
 
 
 def test_failed_job_is_kept_with_its_error(run_folders):

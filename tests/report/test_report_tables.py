@@ -4,11 +4,12 @@ import math
 
 import pandas as pd
 import pytest
-from tests.report.report_records import job_config, write_record
+from tests.report.report_records import E8_H200, SESSIONS_JOB, TRACE_JOB, job_config, write_record
 
 from context_research.report.loader import load_jobs
 from context_research.report.roofline import roofline_table
 from context_research.report.tables import JOB_COLUMNS, TABLES, experiment_tables
+from context_research.workloads.generator import TraceShape, mooncake_records, prefix_reuse
 
 
 def test_e1_table_from_real_runs(run_folders):
@@ -22,6 +23,22 @@ def test_e1_table_from_real_runs(run_folders):
     assert table["harness_overhead_p50_ms"].isna().all()  # the HF engine does not measure it: NaN, not invented
     # CPU runs: no GPU ceilings, so no roofline floors (the ratio: test_roofline_ratio_where_the_summary_has_floors)
     assert table["ttft_floor_ms"].isna().all() and table["ttft_measured_over_floor"].isna().all()
+
+
+def test_e8_table_from_the_h200_records():
+    tables = experiment_tables(load_jobs([E8_H200]))
+    name, table = tables["summary.csv"]
+    assert name == "e8" and list(table.columns) == [*TABLES["e8"].columns, *JOB_COLUMNS]
+    trace, sessions = (row for _, row in table.iterrows())
+    assert (trace["job"], sessions["job"]) == (TRACE_JOB, SESSIONS_JOB)  # the trace first, then the sessions
+    assert (trace["arrival_process"], trace["workload_source"]) == ("trace", "mooncake")
+    assert math.isnan(trace["concurrency"]) and trace["time_scale"] == 1.0 and math.isnan(trace["n_sessions"])
+    assert (sessions["concurrency"], sessions["n_sessions"], sessions["n_ok"]) == (16, 64, 203)
+    for row in (trace, sessions):  # the per-request count and the server's /metrics count the same tokens
+        assert row["prefix_cache_hit_rate"] == pytest.approx(row["server_prefix_cache_hit_rate"], abs=1e-12)
+        assert row["n_errors"] == 0 and row["server_preemptions"] == 0 and row["queue_wait_p99_ms"] < 2.0
+    # vLLM served exactly the reuse the generator designed into the trace (`make_workload_files --seed 0`)
+    assert trace["prefix_cache_hit_rate"] == pytest.approx(prefix_reuse(mooncake_records(TraceShape(), 0)), abs=1e-12)
 
 
 def test_e3_columns_from_renamed_summary_fields(tmp_path):

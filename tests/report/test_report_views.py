@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
-from tests.report.report_records import job_config, write_record
+from tests.report.report_records import E8_H200, job_config, write_record
 
 matplotlib.use("Agg")
 
@@ -21,8 +21,9 @@ from context_research.cli.report import main  # noqa: E402
 from context_research.report import plots  # noqa: E402
 from context_research.report.build import build_report  # noqa: E402
 from context_research.report.goodput import attainment_by_load, distserve_goodput  # noqa: E402
-from context_research.report.loader import load_jobs  # noqa: E402
+from context_research.report.loader import load_jobs, load_requests  # noqa: E402
 from context_research.report.pareto import pareto_efficient  # noqa: E402
+from context_research.workloads.generator import TraceShape, mooncake_records  # noqa: E402
 
 RATES = (1, 2, 4, 8)
 
@@ -125,8 +126,13 @@ def test_timeline_draws_queue_prefill_decode_and_samples_many_requests(tmp_path)
     assert [len(b) for b in bars] == [40, 40, 40]
     assert bars[1][0].get_width() == pytest.approx(0.05) and bars[2][0].get_width() == pytest.approx(0.2)
     many = plots.request_timeline(requests_frame(1000, 50.0), job)
-    assert "a sample of 200 of the 1000 measured requests (every 5th by arrival)" in many.caption
+    assert "a sample of 200 of the 1000 measured requests, evenly spaced in arrival order" in many.caption
     assert len(many.figure.axes[0].containers[0]) == 200
+    # every 5th: the drawn bars start at arrivals 0, 0.1, 0.2, ... s (50 requests/s)
+    assert [bar.get_x() for bar in many.figure.axes[0].containers[0][:3]] == pytest.approx([0.0, 0.1, 0.2])
+    # a few over the limit: still the limit drawn, not every 2nd (half of them)
+    few_over = plots.request_timeline(requests_frame(203, 50.0), job)
+    assert len(few_over.figure.axes[0].containers[0]) == 200 and "200 of the 203" in few_over.caption
     assert opens_as_png(many.save(tmp_path / "plots")[0])[1] > 200
 
 
@@ -207,6 +213,25 @@ def test_report_sections_for_a_rate_sweep(tmp_path):
     assert "p99 from 40 measured requests" in warnings
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")  # the e2_rate table
     assert summary["request_rate"].tolist() == [1, 2, 4, 8] * 2 and set(summary["burstiness"]) == {0.5, 1.0}
+
+
+def test_a_timeline_per_workload_of_a_folder(tmp_path):
+    """E8's folder holds two workloads at one load (the trace, the sessions): a timeline each, the
+    trace's bars starting at its own timestamps, the sessions' 200 of their 203 turns."""
+    report = build_report([E8_H200], tmp_path / "out")
+    names = {p.name for p in report.files}
+    assert {"timeline_e8_h200_0.png", "timeline_e8_h200_1.png"} <= names
+    assert "latency_vs_throughput.png" not in names  # no load axis with two values: no Pareto of one point each
+    jobs = load_jobs([E8_H200])
+    trace = plots.request_timeline(load_requests(jobs.iloc[[0]]), jobs.iloc[0])
+    queue = trace.figure.axes[0].containers[0]
+    starts = np.array([bar.get_x() for bar in queue])
+    timestamps = np.array([record["timestamp"] for record in mooncake_records(TraceShape(), 0)]) / 1e3
+    np.testing.assert_allclose(starts - starts[0], timestamps, atol=1e-6)  # the planned arrival of every request
+    sessions = plots.request_timeline(load_requests(jobs.iloc[[1]]), jobs.iloc[1])
+    assert len(sessions.figure.axes[0].containers[0]) == 200 and "200 of the 203" in sessions.caption
+    for name in ("timeline_e8_h200_0.png", "timeline_e8_h200_1.png"):
+        assert opens_as_png(tmp_path / "out" / "plots" / name)[1] > 400
 
 
 def session_requests(cached_share: float) -> pd.DataFrame:
