@@ -290,7 +290,10 @@ def run(overrides: list[str], out: Path, chosen: list[Point], bench_timeout_s: f
         server_start_s = time.perf_counter() - started
         url, model = backend.urls[0], backend.served_model
         described = backend.describe()
-        tokenizer_dir = backend.engine_args["tokenizer"]  # the directory the server tokenises with
+        if not backend.engine_args.get("tokenizer"):
+            raise ConfigError("model.tokenizer", None, "built or a tokenizer directory (both clients send text, "
+                                                       "which the server tokenises)")
+        tokenizer_dir = str(Path(backend.engine_args["tokenizer"]).resolve())  # the directory the server reads
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
         prompts = write_prompts(out / "prompts", tokenizer, chosen, cfg.seed)
         conf = out / "harness_points"
