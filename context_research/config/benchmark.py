@@ -98,7 +98,10 @@ class LoadWorkloadConfig:
     model's tokenizer; `mooncake` (JSONL), `azure` and `burstgpt` (CSV) are traces of lengths and
     timestamps, sent as seeded token ids (`arrival.process: trace` replays their times).
     `num_requests` requests are sent (sessions: conversations); `fixed_output_len` replaces a file's
-    output lengths; `max_turns` caps the user turns of a session (null: all that fit)."""
+    output lengths; `max_turns` caps the user turns of a session (null: all that fit). `chat_template`
+    (jsonl): each prompt as the user turn of the model's chat template (true), or the text as it is,
+    tokenised as a server tokenises a /v1/completions prompt (false: what `vllm bench serve` sends from
+    a custom dataset with --skip-chat-template)."""
 
     source: str = "synthetic"
     path: Optional[str] = None
@@ -109,9 +112,12 @@ class LoadWorkloadConfig:
     seed: int = 0
     fixed_output_len: Optional[int] = None
     max_turns: Optional[int] = None
+    chat_template: bool = True
 
     def __post_init__(self) -> None:
         require_choice("source", self.source, WORKLOAD_SOURCES)
+        require(self.chat_template or self.source == "jsonl", "chat_template", self.chat_template,
+                f"true for source={self.source} (only jsonl prompts can go without the chat template)")
         require_count("num_requests", self.num_requests)
         require_seed("seed", self.seed)
         require_count("fixed_output_len", self.fixed_output_len, null="the file's output lengths")

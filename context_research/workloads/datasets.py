@@ -119,7 +119,8 @@ def sharegpt_requests(workload: Any, encoder: Any, max_model_len: int, cache_dir
 
 def jsonl_requests(workload: Any, encoder: Any, max_model_len: int, cache_dir: str | Path | None = None
                    ) -> LoadWorkload:
-    """`workload.num_requests` requests from a JSONL file of {"prompt", "output_len"?} lines."""
+    """`workload.num_requests` requests from a JSONL file of {"prompt", "output_len"?} lines, each prompt
+    the chat template's user turn, or as it is where `workload.chat_template` is false."""
     records = json_records(workload.path, cache_dir)
     prompts = []
     for record in records:  # every record checked before any is tokenised
@@ -136,7 +137,7 @@ def jsonl_requests(workload: Any, encoder: Any, max_model_len: int, cache_dir: s
         if len(requests) == workload.num_requests:
             break
         number, text, output_len = prompts[index]
-        prompt_ids = encoder.encode(text)
+        prompt_ids = encoder.encode(text, chat=workload.chat_template)
         if not fits(len(prompt_ids), output_len, max_model_len):
             skipped += 1
             continue

@@ -3,7 +3,8 @@
 It streams completions the way vLLM does (SSE chunks of one token each, with `token_ids` when the
 request asks `return_token_ids`, a usage chunk, `data: [DONE]`), serves /v1/models, /version,
 /health and vLLM-named Prometheus series on /metrics that count what it served, and misbehaves on
-the requests `script` names: an HTTP 500 with a JSON error, a stream cut after one chunk, a stall.
+the requests `script` names: an HTTP 500 with a JSON error, a stream cut after one chunk, a stall
+(after the first chunk, or before any byte).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def free_port() -> int:
 
 
 class ScriptedServer:
-    """`script(index, body)` -> "ok" | "500" | "drop" | "stall" for the index-th completion request."""
+    """`script(index, body)` -> "ok" | "500" | "drop" | "stall" | "stall_first" for the index-th completion request."""
 
     def __init__(self, script: Callable[[int, dict], str] = lambda index, body: "ok", delay_s: float = 0.002,
                  api_key: str | None = None, metrics: bool = True) -> None:
@@ -128,6 +129,8 @@ class ScriptedServer:
         self.queue_time.observe(0.005)
         self.running.inc()
         self.kv_usage.set(0.25)
+        if action == "stall_first":  # no bytes at all (headers neither), past the client's chunk timeout
+            await asyncio.sleep(2)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         tokens = int(body.get("max_tokens") or body.get("max_completion_tokens"))

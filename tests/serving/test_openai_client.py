@@ -108,9 +108,37 @@ def test_a_stream_cut_in_the_middle_is_a_failed_request(started):
 
 
 def test_no_bytes_for_chunk_timeout_s_is_a_failed_request(started):
-    with ScriptedServer(script=lambda index, body: "stall") as server:
-        result = started([server.url], "serving.chunk_timeout_s=0.5").generate(token_request(tokens=4))
-    assert result.error.startswith("timeout: ")
+    with ScriptedServer(script=lambda index, body: "stall" if index == 0 else "stall_first" if index == 1 else "ok",
+                        delay_s=0.2) as server:
+        engine = started([server.url], "serving.chunk_timeout_s=0.5")
+        between, before_any = engine.generate(token_request("a", tokens=4)), engine.generate(token_request("b"))
+        # chunks 0.2 s apart: never 0.5 s without bytes, though the stream lasts longer than that
+        steady = engine.generate(token_request("c", tokens=6))
+    assert between.error == "timeout: no bytes for serving.chunk_timeout_s=0.5 s (1 token chunks received)"
+    assert before_any.error == "timeout: no bytes for serving.chunk_timeout_s=0.5 s (0 token chunks received)"
+    assert steady.error is None and steady.completion_tokens == 6 and steady.e2e_ms > 1000
+
+
+def test_a_callers_cancellation_is_not_taken_for_a_timeout(started):
+    import asyncio
+
+    from context_research.serving import event_loop
+
+    with ScriptedServer(delay_s=0.2) as server:
+        engine = started([server.url], "serving.chunk_timeout_s=0.5")
+
+        async def cancelled() -> str:
+            task = asyncio.ensure_future(engine.generate_async(token_request("a", tokens=20)))
+            await asyncio.sleep(0.5)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                return "cancelled"
+            return "finished"
+
+        assert event_loop.run(cancelled()) == "cancelled"
+        assert engine.generate(token_request("b", tokens=2)).error is None  # the session is fine after it
 
 
 def test_requests_go_round_robin_over_the_endpoints(started):

@@ -95,3 +95,19 @@ def test_jsonl_prompts_with_and_without_their_output_len(tmp_path, encoder) -> N
     assert by_record[2].max_new_tokens == 3
     fixed = jsonl_requests(workload_config("jsonl", path, "benchmark.workload.fixed_output_len=2"), encoder, 400)
     assert {r.max_new_tokens for r in fixed.requests} == {2}
+
+
+def test_jsonl_prompts_without_the_chat_template_are_the_text_as_a_server_tokenises_it(tmp_path, encoder) -> None:
+    path = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": QUESTION, "output_len": 4}])
+    raw = jsonl_requests(workload_config("jsonl", path, "benchmark.workload.chat_template=false"), encoder, 400)
+    templated = jsonl_requests(workload_config("jsonl", path), encoder, 400)
+    assert raw.requests[0].prompt_token_ids == encoder.token_ids(QUESTION)  # as /v1/completions tokenises text
+    assert templated.requests[0].prompt_token_ids == encoder.encode(QUESTION) != raw.requests[0].prompt_token_ids
+
+
+def test_only_jsonl_prompts_go_without_the_chat_template(tmp_path) -> None:
+    from context_research.config.errors import ConfigError
+
+    path = sharegpt_file(tmp_path / "sg.json")
+    with pytest.raises(ConfigError, match="chat_template"):
+        workload_config("sharegpt", path, "benchmark.workload.chat_template=false")

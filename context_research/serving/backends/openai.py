@@ -19,7 +19,10 @@ which leaves it out when there were none) the row carries it as `num_cached_toke
 
 Failures are results, never exceptions: an HTTP error status (its code and the server's message),
 a refused connection, a timeout (connect, between chunks, total), an error event inside the stream
-or a stream cut before its last chunk each give `GenerationResult.failed` with one line.
+or a stream cut before its last chunk each give `GenerationResult.failed` with one line. The wait
+between chunks (`chunk_timeout_s`) is kept by one lazy timer per request (`ChunkWatch`), not by
+aiohttp's `sock_read`, which re-arms a timer on every read (cli/client_loop_bench.py measures the
+loop's time per chunk).
 """
 
 from __future__ import annotations
@@ -114,15 +117,18 @@ class CompletionStream:
             self._event(event, now)
 
     def _event(self, raw: bytes, now: float) -> None:
-        data = [line[5:].removeprefix(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
-        if not data:
-            return  # a comment (keep-alive) or another field
-        payload = b"\n".join(data)
+        if raw.startswith(b"data: ") and b"\n" not in raw:  # one data line: every chunk vLLM streams
+            payload = raw[6:]
+        else:
+            data = [line[5:].removeprefix(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
+            if not data:
+                return  # a comment (keep-alive) or another field
+            payload = b"\n".join(data)
         if payload.strip() == b"[DONE]":
             self.done = True
             return
         try:
-            chunk = json.loads(payload)
+            chunk = json.loads(payload.decode())  # str: json skips guessing the bytes' encoding
         except ValueError:
             self.error = self.error or f"a chunk that is not JSON: {one_line(payload.decode(errors='replace'), 80)}"
             return
@@ -206,6 +212,33 @@ class CompletionStream:
         return result
 
 
+class ChunkWatch:
+    """`serving.chunk_timeout_s` for the request running in the current task: the longest wait for the
+    next bytes of its response (the first bytes include the server's queue and prefill). Lazy: the
+    reader stamps `last` as bytes arrive, and one timer checks it once per `timeout_s`, re-arming for
+    what is left or cancelling the task (`expired` then says why). aiohttp's `sock_read` re-arms a
+    timer on every read instead: a timer made and cancelled per streamed chunk on the event loop."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.task = asyncio.current_task()
+        self.last = time.perf_counter()
+        self.expired = False
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(timeout_s, self._check)
+
+    def _check(self) -> None:
+        idle = time.perf_counter() - self.last
+        if idle >= self.timeout_s:
+            self.expired = True
+            self.task.cancel()
+        else:
+            self._handle = self._loop.call_later(self.timeout_s - idle, self._check)
+
+    def close(self) -> None:
+        self._handle.cancel()
+
+
 class OpenAIBackend(ServingBackend):
     """Engine `openai` (config: OpenAIServingConfig); the base of the managed servers (backends/managed.py)."""
 
@@ -259,8 +292,8 @@ class OpenAIBackend(ServingBackend):
             headers["Authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=config.max_connections,
                                          keepalive_timeout=60)
-        timeout = aiohttp.ClientTimeout(total=config.request_timeout_s, connect=config.connect_timeout_s,
-                                        sock_read=config.chunk_timeout_s)
+        # between chunks: ChunkWatch (aiohttp's sock_read would re-arm a timer on every read)
+        timeout = aiohttp.ClientTimeout(total=config.request_timeout_s, connect=config.connect_timeout_s)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers)
 
     def stop(self) -> None:
@@ -407,6 +440,7 @@ class OpenAIBackend(ServingBackend):
             return GenerationResult.failed(request, error)
         stream = CompletionStream(self.config.api)
         dispatch = time.perf_counter()
+        watch = ChunkWatch(self.config.chunk_timeout_s)
         try:
             async with self.session.post(url + PATHS[self.config.api], json=body) as response:
                 if response.status != 200:
@@ -415,8 +449,17 @@ class OpenAIBackend(ServingBackend):
                     return GenerationResult.failed(request, f"expected a text/event-stream response, got "
                                                             f"{response.content_type}", dispatch)
                 async for data in response.content.iter_any():
-                    stream.feed(data, time.perf_counter())
-        except aiohttp.ServerTimeoutError as error:  # connect, or no bytes for chunk_timeout_s
+                    now = time.perf_counter()
+                    watch.last = now
+                    stream.feed(data, now)
+        except asyncio.CancelledError:
+            if not watch.expired:
+                raise
+            watch.task.uncancel()  # the cancellation was the watch's own, not the caller's
+            return GenerationResult.failed(request, f"timeout: no bytes for serving.chunk_timeout_s="
+                                                    f"{self.config.chunk_timeout_s:g} s ({len(stream.times)} token "
+                                                    "chunks received)", dispatch)
+        except aiohttp.ServerTimeoutError as error:  # connect
             return GenerationResult.failed(request, f"timeout: {one_line(error)}", dispatch)
         except asyncio.TimeoutError:
             return GenerationResult.failed(request, f"timeout: the request took over serving.request_timeout_s="
@@ -426,6 +469,8 @@ class OpenAIBackend(ServingBackend):
                                                     f"received): {one_line(error)}", dispatch)
         except aiohttp.ClientError as error:
             return GenerationResult.failed(request, f"{type(error).__name__}: {one_line(error)}", dispatch)
+        finally:
+            watch.close()
         result = stream.result(request, dispatch, prompt_ids, self.tokenizer, {"endpoint": url})
         if result.metadata.get("usage_mismatch") and not self._mismatch_logged:
             self._mismatch_logged = True
