@@ -14,7 +14,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-import context_research.config  # registers the schemas in Hydra's ConfigStore
+import context_research.config  # noqa: F401 (registers the schemas in Hydra's ConfigStore)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
